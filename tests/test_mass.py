@@ -1,0 +1,215 @@
+"""Tests of the mass-conservation transform against an independent numpy loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xsuperres.nn.mass import block_sum, coarsen, mass_conserve
+
+
+# --------------------------------------------------------------------------- reference
+def ref_mass_conserve(z, lr, S, T, power=1.0, threshold=0.0, mode="tile"):
+    """Loop-based numpy float64 reference of r_a(MC(F(r_a(z)), x)).
+
+    ``z``: (B, T, H, W), ``lr``: (B, h, w).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    lr = np.asarray(lr, dtype=np.float64)
+    B, _, H, W = z.shape
+    f = np.maximum(z - threshold, 0.0) ** power
+    out = np.empty_like(f)
+    for b in range(B):
+        if mode == "tile":
+            den = f[b].sum()
+            scale = T * S * S * lr[b].sum() / den if den != 0 else 1.0
+            out[b] = f[b] * scale
+        else:
+            for n in range(H // S):
+                for m in range(W // S):
+                    blk = (slice(None), slice(n * S, (n + 1) * S), slice(m * S, (m + 1) * S))
+                    den = f[b][blk].sum()
+                    scale = T * S * S * lr[b, n, m] / den if den != 0 else 1.0
+                    out[b][blk] = f[b][blk] * scale
+    return np.maximum(out - threshold, 0.0)
+
+
+def ref_block_totals(hr, S, T):
+    """Loop-based sums over (T, S, S) blocks of (B, T, H, W) -> (B, h, w)."""
+    B, _, H, W = hr.shape
+    tot = np.zeros((B, H // S, W // S))
+    for b in range(B):
+        for n in range(H // S):
+            for m in range(W // S):
+                tot[b, n, m] = hr[b, :, n * S:(n + 1) * S, m * S:(m + 1) * S].sum()
+    return tot
+
+
+def _case(seed, B, T, h, w, S, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, T, h * S, w * S, generator=g, dtype=dtype) * 0.5 + 0.3  # has negatives
+    lr = torch.rand(B, h, w, generator=g, dtype=dtype)
+    return z, lr
+
+
+# --------------------------------------------------------------------------- block_sum
+@pytest.mark.parametrize("S,T", [(1, 3), (2, 2), (5, 4), (10, 1)])
+def test_block_sum_and_coarsen(S, T):
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3 * T, 2 * S, 3 * S, generator=g, dtype=torch.float64)
+    bs = block_sum(hr, S, T)
+    assert bs.shape == (2, 3, 2, 3)
+    for k in range(3):
+        ref = ref_block_totals(hr[:, k * T:(k + 1) * T].numpy(), S, T)
+        np.testing.assert_allclose(bs[:, k].numpy(), ref, rtol=1e-12)
+    torch.testing.assert_close(coarsen(hr, S, T), bs / (T * S * S))
+    with pytest.raises(ValueError):
+        block_sum(torch.zeros(1, 5, 4, 4), 2, 2)  # time not divisible by T
+    with pytest.raises(ValueError):
+        block_sum(torch.zeros(1, 2, 4, 5), 2, 2)  # x not divisible by S
+
+
+# --------------------------------------------------------------------------- values
+@pytest.mark.parametrize("mode", ["tile", "block"])
+@pytest.mark.parametrize("power", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("threshold", [0.0, 0.05])
+@pytest.mark.parametrize("S,T", [(1, 3), (2, 2), (5, 4)])
+def test_matches_numpy_reference(mode, power, threshold, S, T):
+    z, lr = _case(1, 3, T, 3, 4, S)
+    out = mass_conserve(z, lr, S, T, power=power, threshold=threshold, mode=mode)
+    ref = ref_mass_conserve(z.numpy(), lr.numpy(), S, T, power, threshold, mode)
+    assert out.shape == z.shape and (out >= 0).all()
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+@pytest.mark.parametrize("S,T", [(1, 3), (10, 3), (5, 4)])
+def test_totals_conserved_float32(power, S, T):
+    z, lr = _case(2, 2, T, 3, 3, S, dtype=torch.float32)
+    z = z.abs()  # no dry block (a dry block falls back to zeros, tested below)
+    target = T * S * S * lr.double().numpy()
+    out = mass_conserve(z, lr, S, T, power=power, mode="block").double()
+    np.testing.assert_allclose(ref_block_totals(out.numpy(), S, T), target, rtol=1e-5)
+    torch.testing.assert_close(coarsen(out, S, T)[:, 0], lr.double(), rtol=1e-5, atol=0)
+    out = mass_conserve(z, lr, S, T, power=power, mode="tile").double()
+    np.testing.assert_allclose(out.sum(dim=(1, 2, 3)).numpy(), target.sum(axis=(1, 2)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["tile", "block"])
+def test_threshold_shift_where_nothing_is_clipped(mode):
+    """a > 0: if every rescaled value exceeds a, the total drops by exactly a per pixel."""
+    S, T, a = 2, 3, 0.04
+    g = torch.Generator().manual_seed(3)
+    z = 1.0 + torch.rand(2, T, 4, 6, generator=g, dtype=torch.float64)  # in [1, 2]
+    lr = 1.0 + torch.rand(2, 2, 3, generator=g, dtype=torch.float64)  # factors ~ 1
+    for p in (1.0, 2.0):
+        out = mass_conserve(z, lr, S, T, power=p, threshold=a, mode=mode)
+        f_then_mc = mass_conserve(z - a, lr, S, T, power=p, threshold=0.0, mode=mode)
+        assert float(f_then_mc.min()) > a  # nothing gets clipped by the final r_a
+        torch.testing.assert_close(out, f_then_mc - a)
+        npix = T * S * S if mode == "block" else T * 4 * 6
+        if mode == "block":
+            totals = ref_block_totals(out.numpy(), S, T)
+            np.testing.assert_allclose(totals, T * S * S * lr.numpy() - a * npix, rtol=1e-12)
+        else:
+            totals = out.sum(dim=(1, 2, 3)).numpy()
+            np.testing.assert_allclose(totals, T * S * S * lr.sum(dim=(1, 2)).numpy() - a * npix, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- edge cases
+@pytest.mark.parametrize("mode", ["tile", "block"])
+def test_all_zero_input_and_gradients(mode):
+    S, T = 5, 2
+    z = torch.zeros(2, T, 10, 10, dtype=torch.float64, requires_grad=True)
+    lr = torch.zeros(2, 2, 2, dtype=torch.float64)
+    out = mass_conserve(z, lr, S, T, power=2.0, threshold=0.01, mode=mode)
+    assert torch.equal(out, torch.zeros_like(out))
+    out.sum().backward()
+    assert torch.isfinite(z.grad).all()
+    # zero prediction with positive LR: fallback (only ReLU), output 0, mass not conserved
+    z2 = torch.full((1, T, 10, 10), -1.0, requires_grad=True)
+    out2 = mass_conserve(z2, torch.ones(1, 2, 2), S, T, power=0.5, mode=mode)
+    assert torch.equal(out2, torch.zeros_like(out2))
+    (out2 * torch.rand_like(out2)).sum().backward()
+    assert torch.isfinite(z2.grad).all()
+
+
+def test_zero_denominator_fallback_is_local():
+    """Only the block (or tile) with a zero denominator falls back; others conserve."""
+    S, T = 2, 2
+    z, lr = _case(4, 2, T, 2, 2, S)
+    z = z.abs() + 0.1
+    z[0, :, :2, :2] = -3.0  # block (0, 0) of tile 0 is dry after r_a
+    out = mass_conserve(z, lr, S, T, mode="block")
+    assert torch.equal(out[0, :, :2, :2], torch.zeros(T, 2, 2, dtype=out.dtype))
+    totals = ref_block_totals(out.numpy(), S, T)
+    expected = T * S * S * lr.numpy()
+    expected[0, 0, 0] = 0.0
+    np.testing.assert_allclose(totals, expected, rtol=1e-12)
+    z[1] = -1.0  # tile 1 entirely dry: tile mode falls back there only
+    out = mass_conserve(z, lr, S, T, mode="tile")
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    assert float(out[0].sum()) == pytest.approx(T * S * S * float(lr[0].sum()), rel=1e-12)
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_single_wet_pixel(power):
+    S, T = 3, 2
+    lr = torch.tensor([[[0.5, 2.0], [0.0, 1.0]]], dtype=torch.float64)
+    z = torch.zeros(1, T, 6, 6, dtype=torch.float64)
+    z[0, 1, 4, 5] = 0.7  # in LR block (1, 1)
+    tile = mass_conserve(z, lr, S, T, power=power, mode="tile")
+    assert float(tile[0, 1, 4, 5]) == pytest.approx(T * S * S * 3.5, rel=1e-12)
+    assert int((tile > 0).sum()) == 1
+    block = mass_conserve(z, lr, S, T, power=power, mode="block")
+    assert float(block[0, 1, 4, 5]) == pytest.approx(T * S * S * 1.0, rel=1e-12)
+    assert int((block > 0).sum()) == 1  # the other blocks are dry: fallback, zeros
+
+
+@pytest.mark.parametrize("mode", ["tile", "block"])
+def test_nan_propagates_to_its_tile_or_block(mode):
+    S, T = 2, 2
+    z, lr = _case(5, 2, T, 2, 2, S)
+    z[0, 1, 0, 0] = float("nan")
+    out = mass_conserve(z, lr, S, T, mode=mode)
+    if mode == "tile":
+        assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
+    else:
+        assert torch.isnan(out[0, :, :2, :2]).all()
+        assert int(torch.isnan(out).sum()) == T * S * S
+    ref = ref_mass_conserve(z[1:].numpy(), lr[1:].numpy(), S, T, mode=mode)
+    np.testing.assert_allclose(out[1:].numpy(), ref, rtol=1e-12)
+
+
+def test_mode_none_and_validation():
+    z, lr = _case(6, 1, 2, 2, 2, 2)
+    torch.testing.assert_close(mass_conserve(z, lr, 2, 2, power=3.0, threshold=0.5, mode=None), z.clamp(min=0))
+    with pytest.raises(ValueError):
+        mass_conserve(z, lr, 2, 2, mode="pixel")
+    with pytest.raises(ValueError):
+        mass_conserve(z, lr, 2, 3)  # T mismatch
+    with pytest.raises(ValueError):
+        mass_conserve(z, lr, 3, 2)  # S mismatch
+    with pytest.raises(ValueError):
+        mass_conserve(z, lr, 2, 2, power=0.0)
+
+
+def test_broadcast_over_member_axis():
+    """z (B, M, T, H, W) with lr (B, 1, h, w): every member is conserved separately."""
+    S, T = 2, 3
+    g = torch.Generator().manual_seed(7)
+    z = torch.rand(2, 4, T, 4, 4, generator=g, dtype=torch.float64)
+    lr = torch.rand(2, 1, 2, 2, generator=g, dtype=torch.float64)
+    out = mass_conserve(z, lr, S, T, mode="block")
+    assert out.shape == z.shape
+    torch.testing.assert_close(coarsen(out, S, T)[:, :, 0], lr.expand(2, 4, 2, 2))
+
+
+@pytest.mark.parametrize("mode", ["tile", "block"])
+def test_gradcheck(mode):
+    g = torch.Generator().manual_seed(8)
+    z = (0.2 + torch.rand(1, 2, 4, 4, generator=g, dtype=torch.float64)).requires_grad_()
+    lr = torch.rand(1, 2, 2, generator=g, dtype=torch.float64).requires_grad_()
+    fn = lambda z_, lr_: mass_conserve(z_, lr_, 2, 2, power=2.0, threshold=0.1, mode=mode)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z, lr))

@@ -1,0 +1,277 @@
+"""The numpy metrics against independent references (scipy, scikit-image, properscoring, loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import properscoring
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import wasserstein_distance
+from skimage.metrics import structural_similarity
+
+from xsuperres import metrics
+from xsuperres.metrics import (
+    METRICS,
+    as_ensemble,
+    crps,
+    emd,
+    lsd,
+    mae,
+    mse,
+    pe99,
+    pit_values,
+    pitd,
+    radial_spectrum,
+    ssim,
+)
+
+RTOL = 1e-6
+
+
+def rain(rng: np.random.Generator, shape: tuple[int, ...], dry: float = 0.5) -> np.ndarray:
+    """Gamma-distributed rain rates (mm h-1) with a fraction ``dry`` of exact zeros, float32."""
+    a = rng.gamma(0.7, 2.0, shape)
+    a[rng.random(shape) < dry] = 0.0
+    return a.astype(np.float32)
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(42)
+    return rain(rng, (3, 4, 24, 20)), rain(rng, (4, 24, 20))
+
+
+# --------------------------------------------------------------------------- references
+def lsd_loop(pred: np.ndarray, truth: np.ndarray) -> float:
+    """LSD with an explicit loop over radii and boolean ring masks."""
+    ny, nx = truth.shape[-2:]
+    ky, kx = np.meshgrid(np.fft.fftfreq(ny) * ny, np.fft.fftfreq(nx) * nx, indexing="ij")
+    radius = np.round(np.sqrt(kx**2 + ky**2))
+
+    def spectrum(frame: np.ndarray) -> np.ndarray:
+        mag = np.abs(np.fft.fft2(frame.astype(np.float64)))
+        return np.array([mag[radius == r].mean() for r in range(min(ny, nx) // 2 + 1)])
+
+    out = []
+    for m in range(pred.shape[0]):
+        for f in range(truth.shape[0]):
+            d = np.log10(spectrum(pred[m, f]) + 1e-12) - np.log10(spectrum(truth[f]) + 1e-12)
+            out.append(np.sqrt(np.mean(d**2)))
+    return float(np.mean(out))
+
+
+def pit_loop(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mid-rank PIT by explicit counting over every (truth pixel, member pixel) pair."""
+    u = []
+    for f in range(truth.shape[0]):
+        pool = [float(v) for v in pred[:, f].ravel()]
+        for y in truth[f].ravel():
+            below = sum(1 for x in pool if x < y)
+            tied = sum(1 for x in pool if x == y)
+            u.append((below + 0.5 * tied) / len(pool))
+    return np.array(u)
+
+
+def pitd_loop(pred: np.ndarray, truth: np.ndarray) -> float:
+    u = np.sort(pit_loop(pred, truth))
+    n = u.size
+    return float(np.sqrt(sum((u[i - 1] - (i - 0.5) / n) ** 2 for i in range(1, n + 1)) / n))
+
+
+# --------------------------------------------------------------------------- vs references
+def test_mse_mae_pe99_reference(data):
+    pred, truth = data
+    p, t = pred.astype(np.float64), truth.astype(np.float64)
+    assert mse(pred, truth) == pytest.approx(np.mean([np.mean((p[m] - t) ** 2) for m in range(3)]), rel=RTOL)
+    assert mae(pred, truth) == pytest.approx(np.mean([np.mean(np.abs(p[m] - t)) for m in range(3)]), rel=RTOL)
+    expected = abs(np.percentile(p.ravel(), 99) - np.percentile(t.ravel(), 99))
+    assert pe99(pred, truth) == pytest.approx(expected, rel=RTOL)
+
+
+def test_lsd_reference(data):
+    pred, truth = data
+    assert lsd(pred, truth) == pytest.approx(lsd_loop(pred, truth), rel=RTOL)
+
+
+def test_emd_reference(data):
+    pred, truth = data
+    expected = np.mean([wasserstein_distance(pred[:, f].ravel(), truth[f].ravel()) for f in range(4)])
+    assert emd(pred, truth) == pytest.approx(expected, rel=RTOL)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0, 50, width=32), min_size=1, max_size=30),
+    st.lists(st.floats(0, 50, width=32), min_size=1, max_size=30),
+)
+def test_wasserstein_any_sizes(x, y):
+    """The quantile-function integral equals scipy for unequal sample sizes and ties."""
+    got = metrics._wasserstein_sorted(np.sort(x), np.sort(y))
+    assert got == pytest.approx(wasserstein_distance(x, y), rel=1e-9, abs=1e-9)
+
+
+def test_ssim_reference(data):
+    pred, truth = data
+    p, t = pred.astype(np.float64), truth.astype(np.float64)
+    rng_ = float(t.max() - t.min())
+    expected = np.mean(
+        [structural_similarity(p[m, f], t[f], data_range=rng_) for m in range(3) for f in range(4)]
+    )
+    assert ssim(pred, truth) == pytest.approx(expected, abs=1e-4)
+    # an explicit data_range is used as given
+    expected = np.mean([structural_similarity(p[m, f], t[f], data_range=5.0) for m in range(3) for f in range(4)])
+    assert ssim(pred, truth, data_range=5.0) == pytest.approx(expected, abs=1e-4)
+
+
+def test_pitd_reference():
+    rng = np.random.default_rng(1)
+    pred, truth = rain(rng, (3, 2, 8, 7)), rain(rng, (2, 8, 7))
+    np.testing.assert_allclose(pit_values(pred, truth), pit_loop(pred, truth), rtol=RTOL)
+    assert pitd(pred, truth) == pytest.approx(pitd_loop(pred, truth), rel=RTOL)
+
+
+def test_crps_reference(data):
+    pred, truth = data
+    expected = properscoring.crps_ensemble(truth.astype(np.float64), pred.astype(np.float64), axis=0).mean()
+    assert crps(pred, truth) == pytest.approx(expected, rel=RTOL)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_crps_any_member_count(m, seed):
+    rng = np.random.default_rng(seed)
+    pred, truth = rain(rng, (m, 2, 5, 4)), rain(rng, (2, 5, 4))
+    expected = properscoring.crps_ensemble(truth.astype(np.float64), pred.astype(np.float64), axis=0).mean()
+    assert crps(pred, truth) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- hand cases
+def test_one_member_crps_is_mae(data):
+    pred, truth = data
+    assert crps(pred[0], truth) == pytest.approx(mae(pred[0], truth), rel=1e-12)
+    assert crps(pred[:1], truth) == pytest.approx(mae(pred[:1], truth), rel=1e-12)
+
+
+def test_identical_prediction(data):
+    _, truth = data
+    for f in (mse, mae, pe99, lsd, emd, crps):
+        assert f(truth, truth) == pytest.approx(0.0, abs=1e-12), f.__name__
+    assert ssim(truth, truth) == pytest.approx(1.0, abs=1e-12)
+    ens = np.stack([truth] * 5)
+    assert crps(ens, truth) == pytest.approx(0.0, abs=1e-12)
+    assert ssim(ens, truth) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_crps_hand_value():
+    # members 0, 1, 3 against y = 2: E|X-y| = (2+1+1)/3, E|X-X'| = 2*(1+3+2)/9
+    pred = np.array([0.0, 1.0, 3.0]).reshape(3, 1, 1, 1)
+    assert crps(pred, np.full((1, 1, 1), 2.0)) == pytest.approx(4 / 3 - 6 / 9, rel=1e-12)
+
+
+def test_pit_mid_rank_ties():
+    x = np.array([0.0, 0.0, 0.0, 1.0]).reshape(4, 1, 1, 1)
+    truth = np.array([0.0, 1.0, 0.5, -1.0, 2.0]).reshape(1, 1, 5)
+    pred = np.broadcast_to(x, (4, 1, 1, 5))
+    # X pools all 20 member pixels: 15 zeros and 5 ones
+    np.testing.assert_allclose(pit_values(pred, truth), [7.5 / 20, 17.5 / 20, 0.75, 0.0, 1.0])
+    # the brief's example: X = [0, 0, 0, 1], y = 0
+    assert pit_values(x, np.zeros((1, 1, 1)))[0] == 0.375
+    # pitd of that single value: |0.375 - 0.5|
+    assert pitd(x, np.zeros((1, 1, 1))) == pytest.approx(0.125)
+
+
+def test_pitd_calibrated_ensemble_is_small():
+    rng = np.random.default_rng(7)
+    truth = rng.gamma(0.7, 2.0, (4, 24, 20))
+    members = rng.gamma(0.7, 2.0, (20, 4, 24, 20))
+    assert pitd(members, truth) < 0.03
+
+
+def test_pitd_underdispersive_ensemble_is_large():
+    rng = np.random.default_rng(8)
+    truth = rng.gamma(0.7, 2.0, (4, 24, 20))
+    tight = truth.mean() + 1e-3 * rng.standard_normal((20, 4, 24, 20))
+    assert pitd(tight, truth) > 0.2
+    scaled = 0.3 * rng.gamma(0.7, 2.0, (20, 4, 24, 20))  # too little spread and too dry
+    assert pitd(scaled, truth) > 0.2
+
+
+def test_radial_spectrum():
+    frame = np.full((6, 9), 2.0)
+    spec = radial_spectrum(frame)
+    assert spec.shape == (4,)
+    np.testing.assert_allclose(spec, [2.0 * 54, 0, 0, 0], atol=1e-9)
+    stack = np.random.default_rng(0).random((2, 3, 6, 9))
+    np.testing.assert_allclose(radial_spectrum(stack)[1, 2], radial_spectrum(stack[1, 2]))
+
+
+# --------------------------------------------------------------------------- NaN and dtypes
+def _nan_truth(truth: np.ndarray, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    t = truth.astype(np.float64).copy()
+    t[np.random.default_rng(seed).random(t.shape) < 0.2] = np.nan
+    return t, ~np.isnan(t)
+
+
+def test_nan_pixels_are_removed(data):
+    pred, truth = data
+    t, valid = _nan_truth(truth)
+    pool_p = pred[:, valid].reshape(3, 1, 1, -1)
+    pool_t = t[valid].reshape(1, 1, -1)
+    for f in (mse, mae, pe99, crps):
+        assert f(pred, t) == pytest.approx(f(pool_p, pool_t), rel=1e-12), f.__name__
+    frames = [(pred[:, i][:, valid[i]].reshape(3, 1, 1, -1), t[i][valid[i]].reshape(1, 1, -1)) for i in range(4)]
+    assert emd(pred, t) == pytest.approx(np.mean([emd(p, y) for p, y in frames]), rel=1e-12)
+    np.testing.assert_array_equal(pit_values(pred, t), np.concatenate([pit_values(p, y) for p, y in frames]))
+    assert mse(pred, t) == pytest.approx(np.mean((pred[:, valid] - t[valid]) ** 2), rel=1e-12)
+
+
+def test_nan_frames_filled_and_skipped(data):
+    pred, truth = data
+    t, valid = _nan_truth(truth)
+    t[2] = np.nan
+    keep = [0, 1, 3]
+    zt = np.where(valid, t, 0.0)[keep]
+    zp = np.where(valid, pred, 0.0)[:, keep]
+    assert lsd(pred, t) == pytest.approx(lsd_loop(zp, zt), rel=RTOL)
+    rng_ = np.nanmax(t) - np.nanmin(t)
+    assert ssim(pred, t) == pytest.approx(ssim(zp, zt, data_range=rng_), rel=1e-12)
+    assert emd(pred, t) == pytest.approx(emd(pred[:, keep], t[keep]), rel=1e-12)
+
+
+def test_all_nan_is_nan(data):
+    pred, _ = data
+    t = np.full(pred.shape[1:], np.nan)
+    for name, info in METRICS.items():
+        assert np.isnan(info.func(pred, t)), name
+
+
+def test_float32_computed_in_float64(data):
+    pred, truth = data
+    for name, info in METRICS.items():
+        assert info.func(pred, truth) == info.func(pred.astype(np.float64), truth.astype(np.float64)), name
+
+
+# --------------------------------------------------------------------------- shapes, registry
+def test_as_ensemble_shapes():
+    t2 = np.zeros((5, 6))
+    assert as_ensemble(t2, t2)[0].shape == (1, 1, 5, 6)
+    assert as_ensemble(np.zeros((3, 5, 6)), t2)[0].shape == (3, 1, 5, 6)
+    assert as_ensemble(np.zeros((2, 5, 6)), np.zeros((2, 5, 6)))[0].shape == (1, 2, 5, 6)
+    with pytest.raises(ValueError, match="does not fit"):
+        as_ensemble(np.zeros((3, 2, 5, 7)), np.zeros((2, 5, 6)))
+
+
+def test_ssim_small_frame_raises():
+    with pytest.raises(ValueError, match="7 x 7"):
+        ssim(np.ones((1, 5, 5)), np.ones((1, 5, 5)))
+
+
+def test_metrics_registry():
+    assert list(METRICS) == ["mse", "mae", "pe99", "lsd", "emd", "ssim", "pitd", "crps"]
+    units = {k: v.units for k, v in METRICS.items()}
+    assert units == {"mse": "mm2 h-2", "mae": "mm h-1", "pe99": "mm h-1", "lsd": "1",
+                     "emd": "mm h-1", "ssim": "1", "pitd": "1", "crps": "mm h-1"}
+    assert [k for k, v in METRICS.items() if v.higher_is_better] == ["ssim"]
+    func, unit, long_name, higher = METRICS["crps"]
+    assert func is crps and isinstance(long_name, str) and higher is False

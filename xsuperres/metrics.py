@@ -1,0 +1,364 @@
+"""The eight verification metrics of SPEC section 5, on plain numpy arrays.
+
+Conventions
+-----------
+* ``pred`` has shape ``(M, F, ny, nx)`` (members, frames, y, x) and ``truth`` has
+  shape ``(F, ny, nx)``. A ``pred`` with the same number of dimensions as
+  ``truth`` is a one-member ensemble; a 2-D ``truth`` is a single frame (see
+  :func:`as_ensemble`).
+* Precipitation is in mm h-1; every computation is done in float64 (float32
+  input is fine).
+* NaN pixels of ``truth`` (e.g. outside radar coverage) are excluded from every
+  metric, and the same pixels of every member of ``pred`` are ignored. The
+  pixel metrics (MSE, MAE, 99PE, EMD, PITD, CRPS) simply drop them. LSD and SSIM
+  need whole frames: there the NaN pixels of ``truth`` are set to 0 in ``truth``
+  *and* in every member of ``pred`` (so they agree there), and frames that are
+  entirely NaN are skipped. NaN in ``pred`` at a valid ``truth`` pixel is not
+  excluded: it makes the metric NaN.
+* A metric with no valid pixel at all is NaN.
+
+The implementations are independent of scikit-image and properscoring; the
+tests check them against those packages and against scipy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.ndimage import uniform_filter
+
+__all__ = [
+    "METRICS",
+    "MetricInfo",
+    "as_ensemble",
+    "crps",
+    "emd",
+    "lsd",
+    "mae",
+    "mse",
+    "pe99",
+    "pit_values",
+    "pitd",
+    "radial_spectrum",
+    "ssim",
+]
+
+#: Added to spectral magnitudes before the log10 in :func:`lsd`.
+LSD_EPS = 1e-12
+#: Side of the square SSIM window (pixels), scikit-image's default.
+SSIM_WIN = 7
+#: SSIM stabilising constants (scikit-image / Wang et al. 2004 defaults).
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+# --------------------------------------------------------------------------- helpers
+def as_ensemble(pred: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``pred`` as ``(M, F, ny, nx)`` and ``truth`` as ``(F, ny, nx)`` float64.
+
+    Parameters
+    ----------
+    pred : array_like
+        ``(M, F, ny, nx)`` ensemble, or ``(F, ny, nx)`` single member (same shape
+        as ``truth``). With a 2-D ``truth``: ``(ny, nx)`` or ``(M, ny, nx)``.
+    truth : array_like
+        ``(F, ny, nx)`` frames or one ``(ny, nx)`` frame, mm h-1.
+
+    Returns
+    -------
+    pred, truth : numpy.ndarray
+        float64 arrays of shapes ``(M, F, ny, nx)`` and ``(F, ny, nx)``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not fit these conventions.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if t.ndim not in (2, 3):
+        raise ValueError(f"truth must be (F, ny, nx) or (ny, nx), got shape {t.shape}")
+    if p.ndim == t.ndim:
+        p = p[np.newaxis]
+    if t.ndim == 2 and p.ndim == 3:
+        t, p = t[np.newaxis], p[:, np.newaxis]
+    if p.ndim != 4 or p.shape[1:] != t.shape:
+        raise ValueError(
+            f"pred shape {np.shape(pred)} does not fit truth shape {np.shape(truth)}: "
+            "pred must be (M, F, ny, nx) with truth (F, ny, nx), or have truth's shape"
+        )
+    return p, t
+
+
+def _valid(pred: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Valid pixels: ``(M, N)`` member values and ``(N,)`` truth values."""
+    p, t = as_ensemble(pred, truth)
+    mask = ~np.isnan(t)
+    return p[:, mask], t[mask]
+
+
+def _frames(pred: ArrayLike, truth: ArrayLike):
+    """Yield ``(M * n_f,)`` pooled member values and ``(n_f,)`` truth values per frame.
+
+    Frames without a valid truth pixel are skipped.
+    """
+    p, t = as_ensemble(pred, truth)
+    for f in range(t.shape[0]):
+        mask = ~np.isnan(t[f])
+        if mask.any():
+            yield p[:, f][:, mask].ravel(), t[f][mask]
+
+
+def _filled(pred: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Whole frames for LSD/SSIM: truth's NaN pixels set to 0 in both, all-NaN frames dropped."""
+    p, t = as_ensemble(pred, truth)
+    nan = np.isnan(t)
+    keep = ~nan.all(axis=(1, 2))
+    t = np.where(nan, 0.0, t)[keep]
+    p = np.where(nan, 0.0, p)[:, keep]
+    return p, t
+
+
+def _mean_or_nan(a: np.ndarray) -> float:
+    return float(np.mean(a)) if a.size else float("nan")
+
+
+# --------------------------------------------------------------------------- pixel errors
+def mse(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Mean squared error (mm2 h-2), per member then averaged over members.
+
+    Every member has the same valid pixels, so this is the mean of
+    ``(pred - truth)**2`` over members and valid pixels.
+    """
+    p, t = _valid(pred, truth)
+    return _mean_or_nan((p - t) ** 2)
+
+
+def mae(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Mean absolute error (mm h-1), per member then averaged over members."""
+    p, t = _valid(pred, truth)
+    return _mean_or_nan(np.abs(p - t))
+
+
+def pe99(pred: ArrayLike, truth: ArrayLike) -> float:
+    """99th-percentile error ``|q99(pred) - q99(truth)|`` (mm h-1).
+
+    Percentiles use numpy's default (linear) interpolation over all valid values;
+    the members of ``pred`` are pooled.
+    """
+    p, t = _valid(pred, truth)
+    if not t.size:
+        return float("nan")
+    return float(abs(np.percentile(p, 99) - np.percentile(t, 99)))
+
+
+# --------------------------------------------------------------------------- spectra
+def _radius_index(ny: int, nx: int) -> np.ndarray:
+    """Integer radius ``round(sqrt(ky**2 + kx**2))`` of every FFT bin, shape ``(ny, nx)``."""
+    ky = np.fft.fftfreq(ny) * ny
+    kx = np.fft.fftfreq(nx) * nx
+    return np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.intp)
+
+
+def radial_spectrum(frame: ArrayLike) -> np.ndarray:
+    """Radially averaged 2-D FFT magnitude of a frame.
+
+    Parameters
+    ----------
+    frame : array_like
+        ``(ny, nx)`` field (any units ``u``), or a stack ``(..., ny, nx)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rmax + 1,)`` (or ``(..., rmax + 1)``) mean of ``|fft2(frame)|`` (units
+        ``u``, unnormalised FFT) over the bins of integer radius
+        ``r = round(sqrt(kx**2 + ky**2))``, ``r = 0 .. min(ny, nx) // 2``, with
+        integer wavenumbers ``fftfreq(n) * n``. Bins beyond ``rmax`` are ignored.
+    """
+    a = np.asarray(frame, dtype=np.float64)
+    ny, nx = a.shape[-2:]
+    rmax = min(ny, nx) // 2
+    lead = a.shape[:-2]
+    mag = np.abs(np.fft.fft2(a.reshape(-1, ny, nx))).reshape(-1, ny * nx)
+    r = _radius_index(ny, nx).ravel()
+    sel = r <= rmax
+    r, mag = r[sel], mag[:, sel]
+    ids = (np.arange(mag.shape[0])[:, None] * (rmax + 1) + r).ravel()
+    sums = np.bincount(ids, weights=mag.ravel(), minlength=mag.shape[0] * (rmax + 1))
+    counts = np.bincount(r, minlength=rmax + 1)
+    return (sums.reshape(-1, rmax + 1) / counts).reshape(*lead, rmax + 1)
+
+
+def lsd(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Log-spectral distance (unitless).
+
+    For each member and frame: RMSE over radii between
+    ``log10(radial_spectrum(pred) + 1e-12)`` and the same for ``truth``; then
+    the mean over members and frames. NaN pixels of ``truth`` are set to 0 in
+    both fields; all-NaN frames are skipped.
+    """
+    p, t = _filled(pred, truth)
+    if not t.size:
+        return float("nan")
+    log_p = np.log10(radial_spectrum(p) + LSD_EPS)
+    log_t = np.log10(radial_spectrum(t) + LSD_EPS)
+    return float(np.mean(np.sqrt(np.mean((log_p - log_t) ** 2, axis=-1))))
+
+
+# --------------------------------------------------------------------------- distributions
+def _wasserstein_sorted(x: np.ndarray, y: np.ndarray) -> float:
+    """1-D Wasserstein-1 distance of two sorted samples via their quantile functions.
+
+    ``W1 = int_0^1 |Q_x(p) - Q_y(p)| dp``; both quantile functions are step
+    functions, constant between the union of the levels ``i/len(x)`` and
+    ``j/len(y)``.
+    """
+    px = np.arange(1, x.size + 1) / x.size
+    py = np.arange(1, y.size + 1) / y.size
+    levels = np.union1d(px, py)
+    widths = np.diff(levels, prepend=0.0)
+    ix = np.minimum(np.searchsorted(px, levels, side="left"), x.size - 1)
+    iy = np.minimum(np.searchsorted(py, levels, side="left"), y.size - 1)
+    return float(np.sum(widths * np.abs(x[ix] - y[iy])))
+
+
+def emd(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Earth mover's (1-D Wasserstein-1) distance between pixel-value distributions (mm h-1).
+
+    Per frame: the distance between the pooled valid pixels of all members and
+    the valid truth pixels (``scipy.stats.wasserstein_distance`` of the two
+    samples); then the mean over frames.
+    """
+    d = [_wasserstein_sorted(np.sort(x), np.sort(y)) for x, y in _frames(pred, truth)]
+    return _mean_or_nan(np.asarray(d))
+
+
+def pit_values(pred: ArrayLike, truth: ArrayLike) -> np.ndarray:
+    """Probability integral transform of every valid truth pixel (unitless, in [0, 1]).
+
+    Per frame, ``u = (#{X < y} + 0.5 #{X == y}) / |X|`` for each valid truth
+    value ``y``, where ``X`` pools the valid pixels of all members of that frame.
+    Ties get the *mid-rank* value (half of the tied mass): precipitation has
+    many exact zeros, and ``u = F_X(y)`` would put every dry truth pixel at the
+    dry fraction of the ensemble. E.g. ``X = [0, 0, 0, 1]``, ``y = 0`` gives
+    ``u = 0.375``. A frame whose ``X`` contains NaN gives NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` values, frames concatenated in order.
+    """
+    out = []
+    for x, y in _frames(pred, truth):
+        xs = np.sort(x)
+        lo = np.searchsorted(xs, y, side="left")
+        hi = np.searchsorted(xs, y, side="right")
+        u = (lo + hi) / (2.0 * xs.size)
+        out.append(np.full_like(u, np.nan) if np.isnan(xs[-1]) else u)
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def pitd(pred: ArrayLike, truth: ArrayLike) -> float:
+    """PIT distance (unitless): distance of the PIT histogram from uniformity.
+
+    With the ``N`` values of :func:`pit_values` (mid-rank for ties) sorted,
+    ``PITD = sqrt(mean((u_(i) - (i - 0.5) / N)**2))``, ``i = 1 .. N``.
+    0 for a calibrated ensemble; an under-dispersive ensemble has U-shaped PIT
+    and a large PITD.
+    """
+    u = np.sort(pit_values(pred, truth))
+    if not u.size:
+        return float("nan")
+    ref = (np.arange(1, u.size + 1) - 0.5) / u.size
+    return float(np.sqrt(np.mean((u - ref) ** 2)))
+
+
+def crps(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Continuous ranked probability score of the ensemble (mm h-1).
+
+    Per valid pixel, ``E|X - y| - 0.5 E|X - X'|`` over the ``M`` members ``X``
+    at that pixel (properscoring's ``crps_ensemble``, not the "fair" version),
+    computed with the members sorted:
+    ``E|X - X'| = 2 / M**2 sum_i (2 i - M - 1) x_(i)``; then the mean over
+    valid pixels. Equals :func:`mae` for one member.
+    """
+    p, t = _valid(pred, truth)
+    if not t.size:
+        return float("nan")
+    m = p.shape[0]
+    xs = np.sort(p, axis=0)
+    weights = (2.0 * np.arange(1, m + 1) - m - 1)[:, None]
+    half_spread = np.sum(weights * xs, axis=0) / m**2
+    return float(np.mean(np.mean(np.abs(xs - t), axis=0) - half_spread))
+
+
+# --------------------------------------------------------------------------- structure
+def _ssim_maps(p: np.ndarray, t: np.ndarray, data_range: float) -> np.ndarray:
+    """SSIM index maps of ``p (..., ny, nx)`` against ``t`` (broadcast), uncropped."""
+    size = (1,) * (p.ndim - 2) + (SSIM_WIN, SSIM_WIN)
+    t = np.broadcast_to(t, p.shape)
+    ux, uy = uniform_filter(p, size), uniform_filter(t, size)
+    uxx, uyy = uniform_filter(p * p, size), uniform_filter(t * t, size)
+    uxy = uniform_filter(p * t, size)
+    n = SSIM_WIN**2
+    cov_norm = n / (n - 1.0)  # sample covariance, as skimage's default
+    vx, vy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    num = (2 * ux * uy + c1) * (2 * vxy + c2)
+    return num / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+
+
+def ssim(pred: ArrayLike, truth: ArrayLike, data_range: float | None = None) -> float:
+    """Structural similarity index (unitless, higher is better, 1 = identical).
+
+    Per member and frame, scikit-image's ``structural_similarity`` defaults:
+    7 x 7 uniform window, ``K1 = 0.01``, ``K2 = 0.03``, sample covariance, mean
+    of the SSIM map over the interior (3 pixels cropped at each edge); then the
+    mean over members and frames. NaN pixels of ``truth`` are set to 0 in both
+    fields; all-NaN frames are skipped.
+
+    Parameters
+    ----------
+    data_range : float, optional
+        Dynamic range (mm h-1); default ``max - min`` of the valid truth values.
+    """
+    if data_range is None:
+        _, t_valid = _valid(pred, truth)
+        if not t_valid.size:
+            return float("nan")
+        data_range = float(t_valid.max() - t_valid.min())
+    p, t = _filled(pred, truth)
+    if not t.size:
+        return float("nan")
+    if min(t.shape[-2:]) < SSIM_WIN:
+        raise ValueError(f"ssim needs frames of at least {SSIM_WIN} x {SSIM_WIN} pixels, got {t.shape[-2:]}")
+    pad = (SSIM_WIN - 1) // 2
+    maps = _ssim_maps(p, t, float(data_range))[..., pad:-pad, pad:-pad]
+    return float(np.mean(maps))
+
+
+# --------------------------------------------------------------------------- registry
+class MetricInfo(NamedTuple):
+    """A metric: its function, units, long name and direction."""
+
+    func: Callable[[ArrayLike, ArrayLike], float]
+    units: str
+    long_name: str
+    higher_is_better: bool
+
+
+#: name -> (function, units, long_name, higher_is_better) for the eight metrics.
+METRICS: dict[str, MetricInfo] = {
+    "mse": MetricInfo(mse, "mm2 h-2", "mean squared error", False),
+    "mae": MetricInfo(mae, "mm h-1", "mean absolute error", False),
+    "pe99": MetricInfo(pe99, "mm h-1", "absolute error of the 99th percentile", False),
+    "lsd": MetricInfo(lsd, "1", "log-spectral distance", False),
+    "emd": MetricInfo(emd, "mm h-1", "earth mover's distance (1-D Wasserstein-1)", False),
+    "ssim": MetricInfo(ssim, "1", "structural similarity index", True),
+    "pitd": MetricInfo(pitd, "1", "probability integral transform distance (mid-rank PIT)", False),
+    "crps": MetricInfo(crps, "mm h-1", "continuous ranked probability score", False),
+}

@@ -1,0 +1,186 @@
+"""Mass conservation between an LR frame and the T HR frames predicted for its block.
+
+Implements the optional output transform of the preprint (Eq. 1, section 5.1)::
+
+    D = r_a(MC(F(r_a(z)), x)),   F(u) = u ** p,   r_a(u) = max(0, u - a)
+
+``MC`` rescales non-negative frames so that their total matches the LR-implied total.
+Two granularities are offered:
+
+``mode="tile"``
+    The preprint's Eq. 1: one factor per tile, so that the ``T`` frames of the tile
+    sum to ``T S^2 sum_{p,q} x[p, q]``.
+``mode="block"``
+    One factor per LR pixel: every ``T x S x S`` block sums to ``T S^2 x[n, m]``, so
+    that ``coarsen(D, S, T) == x`` (the perfect-model coarsening gives back the input).
+
+Conservation caveats (all documented behaviour, not bugs):
+
+* **Final threshold.** ``r_a`` *shifts* values by ``a`` (it is not a hard cut-off),
+  so for ``a > 0`` the output total is the conserved total minus ``a`` for every
+  pixel above ``a`` and minus the mass of the pixels below ``a``. When no pixel of the
+  rescaled field lies below ``a``, the output total is exactly
+  ``T S^2 x - a * (number of pixels)``. Exact conservation needs ``a = 0``.
+* **Zero denominator.** If ``F(r_a(z))`` sums to zero over a tile/block (the
+  prediction is zero there after the first threshold), only the ReLUs are applied, as
+  in the preprint; the output is then zero there and the mass of that tile/block is
+  *not* conserved when the LR value is positive.
+* **NaN.** A NaN in ``z`` propagates to the whole tile/block it belongs to (its
+  factor becomes NaN); other tiles/blocks are unaffected. A NaN in ``lr`` does the
+  same, except where the denominator is zero (the output stays zero there).
+* **Negative LR values** give a negative factor, which the final ReLU turns into zero.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["mass_conserve", "block_sum", "coarsen"]
+
+
+def block_sum(hr: torch.Tensor, S: int, T: int) -> torch.Tensor:
+    """Sum over ``(T, S, S)`` blocks.
+
+    Parameters
+    ----------
+    hr
+        Tensor of shape ``(..., T * k, H, W)`` with ``H`` and ``W`` multiples of ``S``.
+    S, T
+        Spatial and temporal block sizes (positive integers).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., k, H / S, W / S)``.
+    """
+    S, T = _check_factor(S, "S"), _check_factor(T, "T")
+    if hr.ndim < 3:
+        raise ValueError(f"hr must have at least 3 axes (..., time, y, x), got {tuple(hr.shape)}")
+    *lead, KT, H, W = hr.shape
+    if KT % T or H % S or W % S:
+        raise ValueError(
+            f"shape (time, y, x) = {(KT, H, W)} is not divisible by (T, S, S) = {(T, S, S)}"
+        )
+    blocks = hr.reshape(*lead, KT // T, T, H // S, S, W // S, S)
+    return blocks.sum(dim=(-5, -3, -1))
+
+
+def coarsen(hr: torch.Tensor, S: int, T: int) -> torch.Tensor:
+    """Perfect-model coarsening ``A_{S,T}``: mean over ``(T, S, S)`` blocks.
+
+    Parameters
+    ----------
+    hr
+        Tensor of shape ``(..., T * k, H, W)``.
+    S, T
+        Spatial and temporal factors.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., k, H / S, W / S)``.
+    """
+    return block_sum(hr, S, T) / (T * S * S)
+
+
+def mass_conserve(
+    z: torch.Tensor,
+    lr: torch.Tensor,
+    S: int,
+    T: int,
+    *,
+    power: float = 1.0,
+    threshold: float = 0.0,
+    mode: Optional[str] = "tile",
+) -> torch.Tensor:
+    """Mass-conserving output transform ``r_a(MC(F(r_a(z)), x))``.
+
+    Parameters
+    ----------
+    z
+        Predicted HR frames of one block, shape ``(..., T, H, W)``.
+    lr
+        The block's LR frame ``x[t]``, shape ``(..., h, w)`` with ``H = h S``,
+        ``W = w S`` and leading axes broadcastable with those of ``z``; same units.
+    S, T
+        Spatial and temporal factors.
+    power
+        Exponent ``p > 0`` of ``F(u) = u ** p``.
+    threshold
+        ``a >= 0`` of the thresholded ReLU ``r_a(u) = max(0, u - a)``, applied before
+        ``F`` and after ``MC``.
+    mode
+        ``"tile"`` (the preprint's Eq. 1, one factor per tile), ``"block"`` (one
+        factor per LR pixel) or ``None`` (no transform at all: only the final
+        non-negativity ``z.clamp(min=0)``; ``power`` and ``threshold`` are ignored).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., T, H, W)``, non-negative (or NaN where the input is NaN). With
+        ``a = 0`` and a positive denominator the totals are exactly conserved (see
+        the module notes for thresholds, zero denominators and NaN).
+
+    Notes
+    -----
+    Differentiable; zero denominators use a safe denominator inside ``torch.where``
+    and ``F`` is evaluated on a clamped input, so gradients stay finite (no NaN) for
+    all-zero tiles or blocks and for ``p < 1``.
+    """
+    if mode is None:
+        return z.clamp(min=0)
+    if mode not in ("tile", "block"):
+        raise ValueError(f"mode must be 'tile', 'block' or None, got {mode!r}")
+    if not power > 0:
+        raise ValueError(f"power must be > 0, got {power!r}")
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+    S, T = _check_factor(S, "S"), _check_factor(T, "T")
+    if z.ndim < 3 or z.shape[-3] != T:
+        raise ValueError(f"z must have shape (..., T={T}, H, W), got {tuple(z.shape)}")
+    H, W = z.shape[-2:]
+    if lr.ndim < 2 or (lr.shape[-2] * S, lr.shape[-1] * S) != (H, W):
+        raise ValueError(
+            f"lr of shape {tuple(lr.shape)} does not match z of shape {tuple(z.shape)} "
+            f"with S = {S} (need lr (..., H/S, W/S))"
+        )
+
+    f = _power(torch.clamp(z - threshold, min=0), power)
+    lr = lr.to(f.dtype).unsqueeze(-3)  # (..., 1, h, w)
+    if mode == "tile":
+        num = T * S * S * lr.sum(dim=(-2, -1), keepdim=True)  # (..., 1, 1, 1)
+        den = f.sum(dim=(-3, -2, -1), keepdim=True)
+        scale = _safe_ratio(num, den)
+    else:
+        num = T * S * S * lr  # (..., 1, h, w)
+        den = block_sum(f, S, T)  # (..., 1, h, w)
+        scale = _safe_ratio(num, den)
+        scale = scale.repeat_interleave(S, dim=-2).repeat_interleave(S, dim=-1)
+    return torch.clamp(f * scale - threshold, min=0)
+
+
+def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den != 0`` and ``1`` elsewhere, with finite gradients.
+
+    A NaN denominator is not ``== 0`` and yields NaN (NaN propagates).
+    """
+    zero = den == 0
+    safe = torch.where(zero, torch.ones_like(den), den)
+    return torch.where(zero, torch.ones_like(den), num / safe)
+
+
+def _power(u: torch.Tensor, p: float) -> torch.Tensor:
+    """``u ** p`` for ``u >= 0`` with a finite gradient at ``u = 0`` (even for ``p < 1``)."""
+    if p == 1:
+        return u
+    tiny = torch.finfo(u.dtype).tiny if u.is_floating_point() else 1e-38
+    # ``u == 0`` is False for NaN, so NaN propagates through ``clamp`` and ``**``.
+    return torch.where(u == 0, torch.zeros_like(u), u.clamp(min=tiny) ** p)
+
+
+def _check_factor(n: int, name: str) -> int:
+    if int(n) != n or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return int(n)

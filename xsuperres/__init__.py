@@ -8,11 +8,27 @@ from . import accessor as _accessor  # noqa: F401  (registers ``.stsr``)
 from . import metrics
 from ._version import __version__
 from .coarsen import coarsen_perfect
+from .config import SRConfig
 from .dims import DimensionError, find_dims
 from .interpolate import interpolate
+from .model import ModelFileError, SRModel
 from .sample import list_samples, open_sample
 from .scoring import score
 from .units import check_precipitation, to_mm_per_hour
 
-__all__ = ["__version__", "DimensionError", "coarsen_perfect", "find_dims", "interpolate",
-    "list_samples", "open_sample", "score", "check_precipitation", "to_mm_per_hour"]
+__all__ = [
+    "__version__",
+    "DimensionError",
+    "ModelFileError",
+    "SRConfig",
+    "SRModel",
+    "check_precipitation",
+    "coarsen_perfect",
+    "find_dims",
+    "interpolate",
+    "list_samples",
+    "metrics",
+    "open_sample",
+    "score",
+    "to_mm_per_hour",
+]

@@ -1,0 +1,373 @@
+"""Attention blocks of the two U-Nets: temporal, neighbourhood (windowed) and cross attention.
+
+All three blocks are pre-norm residual blocks, ``x + Attention(Norm(x))``. The norm is a
+LayerNorm over the channel axis *at each pixel* (:class:`ChannelLayerNorm`), never a
+GroupNorm/BatchNorm: the output at a pixel then depends only on the pixels the attention
+looks at (which is what makes :class:`NeighborhoodAttention` exactly local) and never on the
+other samples of a batch.
+
+Blocks
+------
+:class:`TemporalAttention`
+    Multi-head self-attention over the frame axis of ``(B, L, C, H, W)``, independently at
+    every pixel (the preprint's temporal attention of ``U_det``). Frames get sinusoidal
+    position features (counted backwards from the latest frame, so "the current frame"
+    has the same code whatever ``L`` is) mapped by a learned linear layer: frame order
+    matters.
+:class:`NeighborhoodAttention`
+    Sliding-window spatial self-attention: every pixel attends to its own
+    ``(2n+1) x (2n+1)`` neighbourhood (not fixed non-overlapping windows). Keys and values
+    are zero-padded by ``n`` and the padded positions are masked with ``-inf`` before the
+    softmax, so border pixels attend only to real pixels. Implemented with
+    ``(2n+1)^2`` shifted slices of the padded keys/values (the same neighbourhoods as
+    ``F.unfold``, without materialising the ``(2n+1)^2`` copies): memory
+    ``O(H W C + H W (2n+1)^2 heads)``. A learned relative-position bias per head and
+    offset is added to the scores.
+:class:`CrossAttention`
+    Queries from the diffusion U-Net features, keys/values from the encoded upsampled
+    context ``BI(x(L))``.
+
+Where the cross-attention sits, and why
+---------------------------------------
+The preprint's ``U_dif`` cross-attends "on the whole bicubic interpolation's output
+``BI(x(L))``". Done literally at full resolution on a 100 x 100 tile this is
+``10^4`` queries x ``L 10^4`` keys = ``L 10^8`` scores per head and per sample, which is
+quadratic in the number of pixels. We keep memory *linear* in the pixel count by
+
+* placing cross-attention only at the coarse end of the U-Net: the last encoder stage and
+  the bottleneck (``1/8`` resolution, 13 x 13 queries for a 100 x 100 tile), where the
+  receptive field is already tile-wide, and
+* taking keys/values from the (encoded) context adaptively average-pooled to at most
+  ``pool x pool`` cells per frame (default 8 x 8, i.e. at most ``64 L`` keys), each key
+  tagged with its frame position and the 2-D position of its cell centre; queries are
+  tagged with their pixel-centre position in the same normalised tile coordinates.
+
+Scores then cost ``(H W / 64) x 64 L`` per head. Consequence (accepted): with keys pooled
+over the whole tile, the output at a pixel depends on the whole tile's context.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ChannelLayerNorm",
+    "CrossAttention",
+    "NeighborhoodAttention",
+    "TemporalAttention",
+    "sinusoidal_features",
+]
+
+
+def sinusoidal_features(pos: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Transformer-style sinusoidal features of (possibly non-integer) positions.
+
+    Parameters
+    ----------
+    pos
+        Positions, any shape ``(...)``.
+    dim
+        Number of features (even).
+    max_period
+        Longest period of the features.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., dim)``: ``[cos(pos w_0), ..., cos(pos w_{dim/2-1}), sin(...)]`` with
+        ``w_i = max_period^(-2i/dim)``.
+    """
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=pos.device) / half)
+    args = pos.to(torch.float32)[..., None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _grid_features(
+    size: tuple[int, int], grid: tuple[int, int], n_freq: int, device: torch.device
+) -> torch.Tensor:
+    """Fourier features of the cell centres of an adaptive-pooling grid.
+
+    The tile ``size = (H, W)`` is cut into ``grid = (h, w)`` cells exactly as
+    ``F.adaptive_avg_pool2d`` does (cell ``i`` spans ``floor(i H / h) .. ceil((i+1) H / h)``);
+    with ``grid == size`` the cells are the pixels. Centres are normalised to ``[0, 1]``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(h * w, 4 * n_freq)``, row-major over the grid.
+    """
+
+    def centres(n: int, m: int) -> torch.Tensor:
+        i = torch.arange(m, device=device, dtype=torch.float32)
+        start = torch.floor(i * n / m)
+        end = torch.ceil((i + 1) * n / m)
+        return (start + end) / (2 * n)
+
+    cy, cx = centres(size[0], grid[0]), centres(size[1], grid[1])
+    freqs = math.pi * 2.0 ** torch.arange(n_freq, device=device, dtype=torch.float32)
+
+    def feats(c: torch.Tensor) -> torch.Tensor:
+        a = c[:, None] * freqs
+        return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+
+    fy, fx = feats(cy), feats(cx)  # (h, 2F), (w, 2F)
+    h, w = grid
+    return torch.cat([fy[:, None].expand(h, w, -1), fx[None].expand(h, w, -1)], dim=-1).reshape(
+        h * w, 4 * n_freq
+    )
+
+
+def _frame_positions(L: int, device: torch.device) -> torch.Tensor:
+    """Frame positions counted back from the latest frame: ``(L-1, ..., 1, 0)``."""
+    return torch.arange(L - 1, -1, -1, device=device)
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis at every pixel of ``(N, C, H, W)`` (affine).
+
+    Purely pointwise in space and per sample: no spatial or batch statistics.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W) -> (N, C, H, W)``."""
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def _check_heads(channels: int, heads: int) -> int:
+    if heads < 1 or channels % heads:
+        raise ValueError(f"channels ({channels}) must be a positive multiple of heads ({heads})")
+    return channels // heads
+
+
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention over frames, independently at every pixel.
+
+    ``x + proj(MHA(LN(x) + pe))`` where ``LN`` normalises channels of each (frame, pixel)
+    and ``pe`` is a learned projection of sinusoidal features of the frame position (counted
+    back from the latest frame). With ``L == 1`` the softmax over a single key is 1, so the
+    block reduces exactly to ``x + proj(value(LN(x) + pe_0))``.
+
+    Parameters
+    ----------
+    channels
+        Feature channels ``C`` (multiple of ``heads``).
+    heads
+        Number of attention heads.
+    pe_dim
+        Number of sinusoidal frame-position features.
+    """
+
+    def __init__(self, channels: int, heads: int = 4, pe_dim: int = 32) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = _check_heads(channels, heads)
+        self.pe_dim = pe_dim
+        self.norm = nn.LayerNorm(channels)
+        self.frame_embed = nn.Linear(pe_dim, channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def frame_embedding(self, L: int, device: torch.device) -> torch.Tensor:
+        """Learned frame-position embedding, shape ``(L, C)`` (row ``L-1`` = latest frame)."""
+        pe = sinusoidal_features(_frame_positions(L, device), self.pe_dim)
+        return self.frame_embed(pe.to(self.frame_embed.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend over the frame axis.
+
+        Parameters
+        ----------
+        x
+            Shape ``(B, L, C, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, L, C, H, W)``.
+        """
+        B, L, C, H, W = x.shape
+        t = x.permute(0, 3, 4, 1, 2).reshape(B * H * W, L, C)  # one sequence per pixel
+        h = self.norm(t) + self.frame_embedding(L, x.device).to(t.dtype)
+        q, k, v = (
+            self.qkv(h).reshape(B * H * W, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        )
+        o = F.scaled_dot_product_attention(q, k, v)  # (BHW, heads, L, d)
+        t = t + self.proj(o.transpose(1, 2).reshape(B * H * W, L, C))
+        return t.reshape(B, H, W, L, C).permute(0, 3, 4, 1, 2)
+
+
+class NeighborhoodAttention(nn.Module):
+    """Sliding-window spatial self-attention over ``(2n+1) x (2n+1)`` neighbourhoods.
+
+    Each pixel ``p`` attends to the pixels ``q`` with ``|q_y - p_y| <= n`` and
+    ``|q_x - p_x| <= n`` that lie inside the image (out-of-image positions get ``-inf``
+    scores). The output at ``p`` depends only on the input inside that neighbourhood.
+
+    Parameters
+    ----------
+    channels
+        Feature channels ``C`` (multiple of ``heads``).
+    radius
+        Neighbourhood radius ``n >= 0`` (``n = 0``: each pixel attends to itself only).
+    heads
+        Number of attention heads.
+    rel_pos_bias
+        Add a learned bias per head and relative offset (``heads x (2n+1)^2``, zero init).
+    """
+
+    def __init__(self, channels: int, radius: int, heads: int = 4, rel_pos_bias: bool = True) -> None:
+        super().__init__()
+        if radius < 0:
+            raise ValueError(f"radius must be >= 0, got {radius}")
+        self.radius = int(radius)
+        self.heads = heads
+        self.head_dim = _check_heads(channels, heads)
+        self.norm = ChannelLayerNorm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        k = 2 * self.radius + 1
+        self.rel_bias = nn.Parameter(torch.zeros(heads, k * k)) if rel_pos_bias else None
+
+    def _offsets(self):
+        k = 2 * self.radius + 1
+        return [(dy, dx) for dy in range(k) for dx in range(k)]  # row-major, matches rel_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend within each pixel's neighbourhood.
+
+        Parameters
+        ----------
+        x
+            Shape ``(N, C, H, W)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(N, C, H, W)``.
+        """
+        N, C, H, W = x.shape
+        n, nh, d = self.radius, self.heads, self.head_dim
+        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)
+        q = q.reshape(N, nh, d, H, W) * d**-0.5
+        pad = (n, n, n, n)
+        k = F.pad(k, pad).reshape(N, nh, d, H + 2 * n, W + 2 * n)
+        v = F.pad(v, pad).reshape(N, nh, d, H + 2 * n, W + 2 * n)
+        inside = F.pad(torch.ones(H, W, dtype=torch.bool, device=x.device), pad)
+        offsets = self._offsets()
+
+        # scores[:, :, o] = <q(p), k(p + offset_o)>, shape (N, heads, K, H, W)
+        scores = torch.stack(
+            [(q * k[..., dy : dy + H, dx : dx + W]).sum(2) for dy, dx in offsets], dim=2
+        )
+        if self.rel_bias is not None:
+            scores = scores + self.rel_bias.to(scores.dtype)[None, :, :, None, None]
+        valid = torch.stack([inside[dy : dy + H, dx : dx + W] for dy, dx in offsets])  # (K, H, W)
+        attn = scores.masked_fill(~valid, float("-inf")).softmax(dim=2)
+
+        out = torch.zeros_like(q)
+        for o, (dy, dx) in enumerate(offsets):
+            out = out + attn[:, :, o, None] * v[..., dy : dy + H, dx : dx + W]
+        return x + self.proj(out.reshape(N, C, H, W))
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention from feature maps onto a pooled multi-frame context.
+
+    Queries: every pixel of ``x`` (channel LayerNorm + learned projection of Fourier features
+    of its normalised position). Keys/values: the context maps adaptively average-pooled to
+    at most ``pool x pool`` cells per frame (LayerNorm + learned projections of the cell
+    centre's Fourier features and of the frame position). See the module docstring for why
+    the keys are pooled.
+
+    Parameters
+    ----------
+    channels
+        Query feature channels ``C`` (multiple of ``heads``); output has ``C`` channels.
+    context_channels
+        Channels ``C_ctx`` of each context frame.
+    heads
+        Number of attention heads.
+    pool
+        Maximum pooled grid side per frame (``<= pool^2`` keys per frame).
+    pe_dim
+        Number of sinusoidal frame-position features.
+    n_freq
+        Number of Fourier frequencies per spatial axis for the position features.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        context_channels: int,
+        heads: int = 4,
+        pool: int = 8,
+        pe_dim: int = 32,
+        n_freq: int = 6,
+    ) -> None:
+        super().__init__()
+        if pool < 1:
+            raise ValueError(f"pool must be >= 1, got {pool}")
+        self.heads = heads
+        self.head_dim = _check_heads(channels, heads)
+        self.pool = int(pool)
+        self.pe_dim = pe_dim
+        self.n_freq = n_freq
+        self.norm = ChannelLayerNorm(channels)
+        self.norm_context = nn.LayerNorm(context_channels)
+        self.query_pos = nn.Linear(4 * n_freq, channels)
+        self.key_pos = nn.Linear(4 * n_freq, context_channels)
+        self.key_frame = nn.Linear(pe_dim, context_channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_channels, 2 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Attend from ``x`` onto ``context``.
+
+        Parameters
+        ----------
+        x
+            Query features, shape ``(N, C, H, W)``.
+        context
+            Context frames covering the same tile, shape ``(N, L, C_ctx, H_c, W_c)``
+            (any resolution; typically the full-resolution encoded ``BI(x(L))``).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(N, C, H, W)``.
+        """
+        N, C, H, W = x.shape
+        Nc, L, Cc, Hc, Wc = context.shape
+        if Nc != N:
+            raise ValueError(f"batch sizes differ: x {N}, context {Nc}")
+        nh, d = self.heads, self.head_dim
+        grid = (min(Hc, self.pool), min(Wc, self.pool))
+        pooled = F.adaptive_avg_pool2d(context.reshape(N * L, Cc, Hc, Wc), grid)
+        tokens = pooled.reshape(N, L, Cc, grid[0] * grid[1]).transpose(2, 3)  # (N, L, hw, Cc)
+        wdtype = self.kv.weight.dtype
+        frame_pe = sinusoidal_features(_frame_positions(L, x.device), self.pe_dim)
+        frame_pe = self.key_frame(frame_pe.to(wdtype))  # (L, Cc)
+        cell_pe = _grid_features((Hc, Wc), grid, self.n_freq, x.device)
+        cell_pe = self.key_pos(cell_pe.to(wdtype))  # (hw, Cc)
+        tokens = self.norm_context(tokens) + frame_pe[:, None].to(x.dtype) + cell_pe.to(x.dtype)
+        k, v = self.kv(tokens.reshape(N, -1, Cc)).reshape(N, -1, 2, nh, d).permute(2, 0, 3, 1, 4)
+
+        pix_pe = _grid_features((H, W), (H, W), self.n_freq, x.device)
+        pix_pe = self.query_pos(pix_pe.to(wdtype))  # (HW, C)
+        qin = self.norm(x).flatten(2).transpose(1, 2) + pix_pe.to(x.dtype)  # (N, HW, C)
+        q = self.q(qin).reshape(N, H * W, nh, d).transpose(1, 2)
+        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, HW, d)
+        o = self.proj(o.transpose(1, 2).reshape(N, H * W, C))
+        return x + o.transpose(1, 2).reshape(N, C, H, W)

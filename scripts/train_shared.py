@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Train a tiny-preset (S, T) = (10, 3) model on the shared radar files and evaluate it.
+
+What it does
+------------
+1. Opens the 5-min radar files of ``--data-dir`` (default ``../shared/data``; KNMI, two
+   MeteoSwiss days and FMI), crops each to the same ``--crop`` box (default rows/cols
+   120:280, a 160 x 160 km box well inside every radar's coverage) and passes them to the
+   trainer as a *list of events* (samples never cross files).
+2. Tiles every event into ``--tile-size`` HR tiles (default 40: a 4 x 4 grid, the
+   preprint's layout scaled down) and holds out the Latin-square fold ``--fold`` of 4
+   (one tile per row and per column of every event) for validation.
+3. Trains the deterministic mean for ``--mean-epochs`` epochs, then the residual
+   diffusion on the frozen mean for ``--diffusion-epochs`` epochs (the preprint's
+   protocol: Adam, cosine annealing to 0, early stopping, best weights kept; mass
+   conservation enters the training loss after ``--mc-start-epoch`` epochs). The two
+   stages get different epoch counts because on a CPU the mean network (which sees all
+   ``L`` context frames at full resolution) costs ~10x more per sample than the diffusion
+   network. Per-epoch checkpoints go to ``OUT/checkpoints-*``: rerunning the script
+   resumes.
+4. Evaluates on the validation samples (validation tiles of every event): bicubic
+   interpolation of the tile's last LR frame (``xsuperres.nn.baselines.bicubic_baseline``),
+   the deterministic-only model (``SRModel.predict_mean``) and the full model
+   (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``), with
+   CRPS, PITD, pe99 and LSD of :mod:`xsuperres.metrics` on the uncapped truth in mm/h.
+   LR inputs are the perfect coarsening of the *raw* HR data (the model caps them itself).
+   No topography exists for these files: the topography input is zeros.
+5. Prints a table and writes ``OUT/results.json`` (numbers, settings, wall times, machine)
+   and the model to ``OUT/model``.
+
+The defaults are those of the run reported in docs/training.md (32 min on 2 AMD EPYC
+cores, one torch thread). Run::
+
+    nohup python scripts/train_shared.py --out runs/shared_10x3 > runs/shared_10x3.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+import xsuperres.metrics as xm
+from xsuperres.config import SRConfig
+from xsuperres.model import SRModel
+from xsuperres.nn.baselines import bicubic_baseline
+from xsuperres.training.data import build_training_data
+from xsuperres.training.loop import fit
+from xsuperres.training.samples import coarsen_numpy
+
+FILES = ("knmi_2010-08-26_5min.nc", "mch_20160711_5min.nc", "mch_20170131_5min.nc",
+         "fmi_2016-09-28_5min.nc")
+METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
+
+
+def _crop(text: str) -> slice:
+    a, b = text.split(":")
+    return slice(int(a), int(b))
+
+
+def parse(argv=None) -> argparse.Namespace:
+    here = Path(__file__).resolve().parent.parent
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
+    p.add_argument("--files", nargs="+", default=list(FILES))
+    p.add_argument("--out", default="runs/shared_10x3")
+    p.add_argument("--crop", default="120:280", help="rows and cols kept (same box for y and x)")
+    p.add_argument("--S", type=int, default=10)
+    p.add_argument("--T", type=int, default=3)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--tile-size", type=int, default=40)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--mean-epochs", type=int, default=4)
+    p.add_argument("--diffusion-epochs", type=int, default=12)
+    p.add_argument("--mc-start-epoch", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--members", type=int, default=3)
+    p.add_argument("--samplers", default="dpmpp_2m:20,ddim:20",
+                   help="comma-separated sampler:steps pairs for the full model")
+    p.add_argument("--max-eval", type=int, default=0, help="evaluate at most this many validation samples (0: all)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: tiny networks gain little from more, and shared CPUs suffer)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def load_events(args) -> list[xr.DataArray]:
+    crop = _crop(args.crop)
+    events = []
+    for name in args.files:
+        ds = xr.open_dataset(Path(args.data_dir) / name)
+        da = ds["precip"].isel(y=crop, x=crop).load()
+        da.name = name.removesuffix(".nc")
+        events.append(da)
+    return events
+
+
+def validation_arrays(td):
+    """Raw (uncapped, mm/h) LR contexts and HR truths of every validation sample."""
+    S, T, L = td.config.S, td.config.T, td.config.L
+    lr_raw = [coarsen_numpy(ev.hr[: (ev.hr.shape[0] // T) * T], S, T) for ev in td.data.events]
+    ctx, truth, where = [], [], []
+    for e, k, t in td.valid.records:
+        e, k, t = int(e), int(k), int(t)
+        tile = td.split.tiles[e][k]
+        ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
+        xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
+        ctx.append(lr_raw[e][t - L + 1: t + 1, ys, xs])
+        truth.append(td.data.events[e].hr[t * T:(t + 1) * T, tile.yslice, tile.xslice])
+        where.append((td.data.events[e].name, tile.row, tile.col, t))
+    return np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where
+
+
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """pred (N, M, T, H, W), truth (N, T, H, W): frames of all samples pooled."""
+    N, M, T, H, W = pred.shape
+    p = pred.transpose(1, 0, 2, 3, 4).reshape(M, N * T, H, W)
+    t = truth.reshape(N * T, H, W)
+    out = {m: float(getattr(xm, m)(p, t)) for m in METRICS}
+    # PIT histogram shape: share of the outer deciles (0.2 if calibrated)
+    u = xm.pit_values(p, t)
+    out["pit_outer_fraction"] = float(np.mean((u < 0.1) | (u > 0.9)))
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    log = logging.getLogger("train_shared")
+    t_all = time.perf_counter()
+
+    events = load_events(args)
+    for da in events:
+        log.info("event %s: %s, %s .. %s", da.name, dict(da.sizes), str(da.time.values[0])[:16],
+                 str(da.time.values[-1])[:16])
+    cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
+    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
+    log.info("config %s", td.config)
+    log.info("samples: %d train, %d valid (NaN-skipped: %d / %d), cap %.3f mm/h", len(td.train),
+             len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
+
+    common = dict(batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                  mc_start_epoch=args.mc_start_epoch, seed=args.seed, device=args.device, progress=False)
+    t0 = time.perf_counter()
+    mean_model = fit(None, args.S, args.T, training_data=td, stage="mean", epochs=args.mean_epochs,
+                     checkpoint_dir=str(out / "checkpoints-mean"), **common)
+    t_mean = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = fit(None, args.S, args.T, training_data=td, mean_from=mean_model, epochs=args.diffusion_epochs,
+                checkpoint_dir=str(out / "checkpoints-diffusion"), **common)
+    t_diff = time.perf_counter() - t0
+    model.save(out / "model")
+    log.info("training done: mean %.1f min, diffusion %.1f min", t_mean / 60, t_diff / 60)
+
+    # ------------------------------------------------------------------ evaluation
+    ctx, truth, where = validation_arrays(td)
+    if args.max_eval and len(ctx) > args.max_eval:
+        idx = np.unique(np.linspace(0, len(ctx) - 1, args.max_eval).round().astype(int))
+        ctx, truth, where = ctx[idx], truth[idx], [where[i] for i in idx]
+    log.info("evaluating on %d validation samples (%d HR frames of %d x %d)", len(ctx),
+             truth.shape[0] * truth.shape[1], truth.shape[2], truth.shape[3])
+    results: dict[str, dict[str, float]] = {}
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bic = bicubic_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
+    results["bicubic"] = scores(bic[:, None], truth)
+    timing["bicubic"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    det = model.predict_mean(ctx, device=args.device)
+    results["deterministic (U_det + MC)"] = scores(det[:, None], truth)
+    timing["deterministic"] = time.perf_counter() - t0
+    for spec in args.samplers.split(","):
+        sampler, steps = spec.split(":")
+        t0 = time.perf_counter()
+        ens = model.predict(ctx, n_members=args.members, sampler=sampler, steps=int(steps),
+                            seed=args.seed, device=args.device)
+        name = f"full model ({sampler}, {steps} steps, {args.members} members)"
+        results[name] = scores(ens, truth)
+        # ensemble mean as a deterministic forecast, for reference
+        results[name]["mae_of_ensemble_mean"] = float(xm.mae(ens.mean(1)[:, None].transpose(1, 0, 2, 3, 4)
+                                                             .reshape(1, -1, *truth.shape[2:]),
+                                                             truth.reshape(-1, *truth.shape[2:])))
+        timing[name] = time.perf_counter() - t0
+        log.info("%s done in %.1f min", name, timing[name] / 60)
+
+    cols = ("crps", "pitd", "pe99", "lsd", "mae", "pit_outer_fraction")
+    width = max(len(n) for n in results) + 2
+    lines = [f"{'method':<{width}}" + "".join(f"{c:>20}" for c in cols)]
+    for name, r in results.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{r[c]:>20.4f}" for c in cols))
+    table = "\n".join(lines)
+    print(table, flush=True)
+
+    meta = model.metadata
+    doc = {
+        "files": args.files,
+        "crop_rows_cols": args.crop,
+        "periods": {ev.name: ev.period for ev in td.data.events},
+        "config": td.config.to_dict(),
+        "split": td.split.describe(),
+        "n_samples": {"train": len(td.train), "valid": len(td.valid), "evaluated": int(len(ctx))},
+        "protocol": {"mean_epochs": args.mean_epochs, "diffusion_epochs": args.diffusion_epochs,
+                     "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
+                     "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
+                     "residual_scale": model.normalization.get("residual_scale")},
+        "history": meta.get("history"),
+        "wall_time_min": {"mean_stage": t_mean / 60, "diffusion_stage": t_diff / 60,
+                          "evaluation": {k: v / 60 for k, v in timing.items()},
+                          "total": (time.perf_counter() - t_all) / 60},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": str(model.device)},
+        "metrics_units": "crps, pe99, mae in mm/h; pitd, lsd unitless; lower is better",
+        "results": results,
+        "table": table,
+    }
+    (out / "results.json").write_text(json.dumps(doc, indent=1))
+    log.info("wrote %s (total %.1f min)", out / "results.json", (time.perf_counter() - t_all) / 60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

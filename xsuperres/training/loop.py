@@ -1,0 +1,669 @@
+"""The training protocol of the preprint (section 5, SPEC section 3): :func:`train`.
+
+Two stages, one after the other, each with the same protocol:
+
+1. ``mean``: the deterministic U-Net ``U_det``; loss = MSE between the mean ``D`` and the
+   target in normalized units. Mass conservation (:func:`xsuperres.nn.mass.mass_conserve`
+   with the config's mode, power and threshold) is applied to the output used in the
+   *training* loss only from epoch ``mc_start_epoch + 1`` on (the preprint switches it on
+   "after the 20th epoch"); before that the raw network output enters the loss (identity,
+   no clamp, so that negative outputs still get gradients). The *validation* loss always
+   uses the output as at inference (with MC if the config enables it, else clamped at 0),
+   so validation losses are comparable across all epochs and the kept weights are the
+   best ones for inference.
+2. ``diffusion``: the residual diffusion U-Net ``U_dif`` on the residuals
+   ``r0 = (target - D) / residual_scale`` of the frozen mean model, ``D`` computed with MC
+   exactly as at inference. ``residual_scale`` is the root-mean-square residual of (up to
+   256 evenly spaced) training samples, stored in ``model.normalization`` so that the
+   diffusion works on unit-scale data (see :mod:`xsuperres.nn.diffusion`, "Data scale").
+   Loss = :func:`~xsuperres.nn.diffusion.v_loss` (``j ~ U{1..J}``, L2 on ``v``). The
+   validation loss is the same v-loss with noise and steps from a generator re-seeded
+   identically every epoch, so it is comparable across epochs. ``D`` of every training
+   and validation sample is computed once at the start of the stage when the result
+   fits in :data:`MEAN_CACHE_BYTES` (the mean network is frozen and deterministic), else
+   for every batch.
+
+Protocol of each stage: Adam (learning rate ``lr``), ``CosineAnnealingLR(T_max=epochs)``
+stepped once per epoch (down to 0 at ``epochs``), early stopping after ``patience`` epochs
+without a strictly lower validation loss, the best weights restored at the end.
+
+Determinism: the model is initialised after ``torch.manual_seed(seed)``; batches are
+shuffled by a DataLoader with its own seeded generator (``num_workers=0``); the diffusion
+noise comes from another seeded generator. On CPU a run is reproducible for a seed, and a
+resumed run continues the same random streams. bf16 autocast is used on CUDA only.
+
+Checkpoints (``checkpoint_dir``): written after every epoch (see
+:mod:`xsuperres.training.checkpoint`; safetensors + JSON, no pickle). Calling
+:func:`train` again with the same ``checkpoint_dir`` (and the same data and settings)
+resumes after the last completed epoch of the stage that was running. A stage is
+continued (not restarted) when ``epochs`` is raised, unless it stopped early; once the
+diffusion stage has started the mean stage is final. Raising ``epochs`` on resume
+continues the cosine schedule on the curve of the new ``epochs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable, Hashable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from torch.utils.data import DataLoader, Subset
+
+from .._version import __version__
+from ..config import SRConfig
+from ..model import SRModel
+from ..nn.diffusion import v_loss
+from ..nn.interp import upsample
+from ..nn.mass import mass_conserve
+from .checkpoint import load_checkpoint, optimizer_from_safe, save_checkpoint
+from .data import TrainingData, build_training_data
+
+__all__ = ["train", "fit", "STAGES"]
+
+log = logging.getLogger(__name__)
+
+#: Training stages, in order.
+STAGES: tuple[str, ...] = ("mean", "diffusion")
+
+# Seeds of the independent random streams, offset from the user's seed.
+_LOADER_SEED = {"mean": 1, "diffusion": 2}
+_NOISE_SEED = 3
+_VALID_SEED = 4
+
+
+# ---------------------------------------------------------------------------------------
+# forward passes shared by the stages
+# ---------------------------------------------------------------------------------------
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _inputs(batch: dict[str, torch.Tensor], S: int, device: torch.device):
+    """Batch -> (context (B,L,h,w), BI(context) (B,L,H,W), topography, target) on device."""
+    ctx = batch["context"].to(device, non_blocking=True)
+    topo = batch["topography"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)
+    # the model clips LR inputs at the cap (= 1 in normalized units) before BI; the
+    # training context is already capped, so this is a no-op kept for symmetry
+    ctx_up = upsample(ctx.clamp(0.0, 1.0), S, mode="bicubic")
+    return ctx, ctx_up, topo, target
+
+
+def mean_output(model: SRModel, ctx: torch.Tensor, ctx_up: torch.Tensor, topo: torch.Tensor,
+                mc: bool, device: torch.device) -> torch.Tensor:
+    """The mean ``D`` (normalized units) of a batch, ``(B, T, H, W)``.
+
+    Parameters
+    ----------
+    model
+        The model.
+    ctx
+        Normalized LR context ``(B, L, h, w)`` (its last frame is the MC target).
+    ctx_up
+        ``BI(ctx)``, ``(B, L, H, W)``.
+    topo
+        Normalized topography ``(B, 1, H, W)``.
+    mc
+        ``True``: the output transform of inference (mass conservation with the config's
+        settings, or a clamp at 0 when ``mass_conservation`` is ``None``); ``False``: the raw
+        network output.
+    device
+        The device (for autocast).
+    """
+    c = model.config
+    with _autocast(device):
+        z = model.mean_net(ctx_up, topo)
+    z = z.float()
+    if not mc:
+        return z
+    return mass_conserve(z, ctx[:, -1], c.S, c.T, power=c.power, threshold=c.threshold,
+                         mode=c.mass_conservation)
+
+
+# ---------------------------------------------------------------------------------------
+# run state
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    model: SRModel
+    td: TrainingData
+    device: torch.device
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    mc_start_epoch: int
+    seed: int
+    progress: bool
+    checkpoint_dir: str | None
+    fingerprint: dict[str, Any]
+    history: dict[str, Any] = field(default_factory=dict)
+    wall: dict[str, float] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty_history() -> dict[str, Any]:
+    return {"train": [], "valid": [], "lr": [], "wall_s": [], "best_epoch": None,
+            "best_valid": None, "early_stopped": False, "epochs_run": 0}
+
+
+def _loader(ds, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=0, drop_last=False)
+
+
+def _residual_scale(run: _Run) -> float:
+    """RMS of ``target - D`` over up to 256 evenly spaced training samples (normalized)."""
+    ds = run.td.train
+    n = len(ds)
+    idx = np.unique(np.linspace(0, n - 1, min(n, 256)).round().astype(int)).tolist()
+    total, count = 0.0, 0
+    model, S = run.model, run.model.config.S
+    with torch.no_grad():
+        for batch in _loader(Subset(ds, idx), run.batch_size, False, None):
+            ctx, ctx_up, topo, target = _inputs(batch, S, run.device)
+            D = mean_output(model, ctx, ctx_up, topo, True, run.device)
+            r = (target - D).double()
+            total += float((r * r).sum())
+            count += r.numel()
+    rms = math.sqrt(total / count) if count else 0.0
+    return rms if rms > 0 and math.isfinite(rms) else 1.0
+
+
+#: Largest size (bytes) of the precomputed means of the frozen mean model kept in memory
+#: during the diffusion stage; beyond it ``D`` is recomputed for every batch.
+MEAN_CACHE_BYTES = 1 << 30
+
+
+class _WithMean(torch.utils.data.Dataset):
+    """A sample dataset whose items also carry the frozen mean ``D`` (key ``"mean"``)."""
+
+    def __init__(self, ds, means: torch.Tensor) -> None:
+        self.ds, self.means = ds, means
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = dict(self.ds[i])
+        item["mean"] = self.means[i]
+        return item
+
+
+def _with_mean(run: _Run, ds):
+    """``ds`` with the frozen mean of every sample precomputed (if it fits in memory).
+
+    The mean network is frozen during the diffusion stage and deterministic in eval mode,
+    so ``D`` of a sample never changes: computing it once instead of in every epoch
+    halves the cost of a diffusion epoch on a CPU.
+    """
+    c = run.model.config
+    n = len(ds)
+    if n == 0 or n * c.T * c.tile_size ** 2 * 4 > MEAN_CACHE_BYTES:
+        return ds
+    out = []
+    run.model.eval()
+    with torch.no_grad():
+        for batch in _loader(ds, run.batch_size, False, None):
+            ctx, ctx_up, topo, _ = _inputs(batch, c.S, run.device)
+            out.append(mean_output(run.model, ctx, ctx_up, topo, True, run.device).cpu())
+    return _WithMean(ds, torch.cat(out))
+
+
+def _diffusion_loss(model: SRModel, batch, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    S = model.config.S
+    ctx, ctx_up, topo, target = _inputs(batch, S, device)
+    with torch.no_grad():
+        if "mean" in batch:
+            D = batch["mean"].to(device, non_blocking=True)
+        else:
+            D = mean_output(model, ctx, ctx_up, topo, True, device)
+        r0 = (target - D) / float(model.normalization["residual_scale"])
+    lr_up = ctx_up[:, -1:]
+
+    def model_fn(r_j: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        with _autocast(device):
+            v = model.diffusion_net(r_j, D, lr_up, ctx_up, j)
+        return v.float()
+
+    return v_loss(model_fn, r0, model.schedule, generator=generator)
+
+
+def _mean_loss(model: SRModel, batch, device: torch.device, mc: bool) -> torch.Tensor:
+    ctx, ctx_up, topo, target = _inputs(batch, model.config.S, device)
+    D = mean_output(model, ctx, ctx_up, topo, mc, device)
+    return F.mse_loss(D, target)
+
+
+def _validate(run: _Run, stage: str) -> float:
+    model, device = run.model, run.device
+    total, count = 0.0, 0
+    g = torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _VALID_SEED)
+    model.eval()
+    with torch.no_grad():
+        for batch in _loader(run.datasets.get("valid", run.td.valid), run.batch_size, False, None):
+            if stage == "mean":
+                loss = _mean_loss(model, batch, device, mc=True)
+            else:
+                loss = _diffusion_loss(model, batch, device, g)
+            n = batch["target"].shape[0]
+            total += float(loss.detach()) * n
+            count += n
+    return total / max(count, 1)
+
+
+def _rng_states(gens: dict[str, torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
+    out = {name: g.get_state() for name, g in gens.items()}
+    out["torch_cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        out["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rng_states(states: dict[str, torch.Tensor], gens: dict[str, torch.Generator],
+                    device: torch.device) -> None:
+    for name, g in gens.items():
+        if name in states:
+            g.set_state(states[name])
+    if "torch_cpu" in states:
+        torch.set_rng_state(states["torch_cpu"])
+    if "torch_cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["torch_cuda"], device)
+
+
+def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
+    """Train one stage (see the module notes); restores the best weights at the end."""
+    model, device = run.model, run.device
+    net = model.mean_net if stage == "mean" else model.diffusion_net
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=run.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.epochs)
+    gens = {"loader": torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _LOADER_SEED[stage]),
+            "noise": torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _NOISE_SEED)}
+    hist = run.history.setdefault(stage, _empty_history())
+    best_state = copy.deepcopy(net.state_dict())
+    bad = 0
+    start = 0
+    if resume is not None:
+        state = resume["state"]
+        optimizer_from_safe(opt, resume["optimizer"], state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if sched.T_max != run.epochs:
+            # continue on the cosine curve of the new number of epochs
+            sched.T_max = run.epochs
+            n = sched.last_epoch
+            for g, base in zip(opt.param_groups, sched.base_lrs):
+                g["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * n / run.epochs)) / 2
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
+        best_state = {k: v.to(device) for k, v in resume["best"].items()}
+        bad = int(state["bad_epochs"])
+        start = int(state["epoch"])
+        _set_rng_states(resume["rng"], gens, device)
+    todo = 0 if hist["early_stopped"] else max(0, run.epochs - start)
+    run.datasets = {}
+    if stage == "diffusion" and todo:
+        run.datasets = {"train": _with_mean(run, run.td.train), "valid": _with_mean(run, run.td.valid)}
+    train_loader = _loader(run.datasets.get("train", run.td.train), run.batch_size, True, gens["loader"])
+    bar = None
+    if run.progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=todo * len(train_loader), desc=f"train {stage}", unit="batch", leave=True)
+    t_stage = time.perf_counter()
+    try:
+        for epoch in range(start, start + todo):
+            t0 = time.perf_counter()
+            mc = epoch >= run.mc_start_epoch
+            model.eval()
+            net.train()
+            total, count = 0.0, 0
+            for batch in train_loader:
+                opt.zero_grad(set_to_none=True)
+                if stage == "mean":
+                    loss = _mean_loss(model, batch, device, mc)
+                else:
+                    loss = _diffusion_loss(model, batch, device, gens["noise"])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the {stage} training loss is {float(loss)} at epoch {epoch + 1}; "
+                        "lower the learning rate or check the data"
+                    )
+                loss.backward()
+                opt.step()
+                n = batch["target"].shape[0]
+                total += float(loss.detach()) * n
+                count += n
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, train=f"{total / count:.4g}",
+                                    valid=f"{hist['valid'][-1]:.4g}" if hist["valid"] else "-")
+            train_loss = total / max(count, 1)
+            valid_loss = _validate(run, stage)
+            lr_used = opt.param_groups[0]["lr"]
+            sched.step()
+            improved = hist["best_valid"] is None or valid_loss < hist["best_valid"]
+            if improved:
+                hist["best_valid"], hist["best_epoch"] = valid_loss, epoch + 1
+                best_state = copy.deepcopy(net.state_dict())
+                bad = 0
+            else:
+                bad += 1
+            hist["train"].append(train_loss)
+            hist["valid"].append(valid_loss)
+            hist["lr"].append(lr_used)
+            hist["wall_s"].append(time.perf_counter() - t0)
+            hist["epochs_run"] = epoch + 1
+            if stage == "mean":
+                hist.setdefault("mc", []).append(mc)
+            log.info("%s epoch %d/%d: train %.5g, valid %.5g%s (%.1f s)", stage, epoch + 1, run.epochs,
+                     train_loss, valid_loss, " *" if improved else "", hist["wall_s"][-1])
+            if bad >= run.patience:
+                hist["early_stopped"] = True
+                log.info("%s: early stopping after epoch %d (%d epochs without improvement; best "
+                         "epoch %d)", stage, epoch + 1, bad, hist["best_epoch"])
+            if bar is not None:
+                bar.set_postfix(epoch=epoch + 1, train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
+            if run.checkpoint_dir is not None:
+                save_checkpoint(
+                    run.checkpoint_dir,
+                    state={"stage": stage, "epoch": epoch + 1, "bad_epochs": bad,
+                           "history": run.history, "fingerprint": run.fingerprint,
+                           "normalization": model.normalization},
+                    model_state=model.state_dict(), best_state=best_state, optimizer=opt,
+                    scheduler=sched, rng=_rng_states(gens, device))
+            if hist["early_stopped"]:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    run.datasets = {}
+    run.wall[stage] = run.wall.get(stage, 0.0) + time.perf_counter() - t_stage
+    net.load_state_dict(best_state)
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    out = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+           "python": platform.python_version(), "torch_version": torch.__version__,
+           "xsuperres_version": __version__, "device": str(device),
+           "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], directory: str) -> None:
+    diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if diff:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"checkpoint_dir {directory!r} holds a checkpoint of a different run ({details}); "
+            "use another directory or the same data and settings to resume"
+        )
+
+
+def fit(
+    hr: xr.DataArray | Sequence[xr.DataArray],
+    S: int,
+    T: int,
+    *,
+    topography: Any = None,
+    config: SRConfig | None = None,
+    epochs: int = 80,
+    batch_size: int = 12,
+    lr: float = 1e-4,
+    patience: int = 8,
+    mc_start_epoch: int = 20,
+    fold: int = 0,
+    n_folds: int = 4,
+    valid: slice | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    checkpoint_dir: str | None = None,
+    stage: str = "both",
+    dims: dict[str, Hashable] | None = None,
+    first_block: int | None = None,
+    mean_from: SRModel | None = None,
+    training_data: TrainingData | None = None,
+) -> SRModel:
+    """:func:`train` with the extra options used by :mod:`xsuperres.tune`.
+
+    Parameters
+    ----------
+    first_block
+        Earliest target block of every event (so that runs with different ``L`` share
+        one sample set).
+    mean_from
+        A trained model whose ``mean_net`` (and normalization) is copied; the mean stage
+        is then skipped (its history is copied too).
+    training_data
+        Prepared data (:func:`~xsuperres.training.data.build_training_data`) to reuse;
+        ``hr``, ``topography``, ``config``, ``fold``, ``n_folds``, ``valid`` and
+        ``first_block`` are then ignored.
+
+    Other parameters and the return value are those of :func:`train`.
+    """
+    epochs = _check_int(epochs, "epochs", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    patience = _check_int(patience, "patience", 1)
+    mc_start_epoch = _check_int(mc_start_epoch, "mc_start_epoch", 0)
+    if stage not in ("both", "mean"):
+        raise ValueError(f"stage must be 'both' or 'mean', got {stage!r}")
+    if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    t_start = time.perf_counter()
+    dev = _resolve_device(device)
+    td = training_data
+    if td is None:
+        td = build_training_data(hr, S, T, topography=topography, config=config, fold=fold,
+                                 n_folds=n_folds, valid=valid, first_block=first_block, seed=seed,
+                                 dims=dims)
+    cfg = td.config
+    norm = td.normalization
+    if mean_from is not None:
+        if mean_from.config.replace(beta_max=cfg.beta_max) != cfg.replace(beta_max=cfg.beta_max):
+            raise ValueError("mean_from was trained with another configuration (only beta_max may differ)")
+    torch.manual_seed(seed)
+    model = SRModel(cfg, normalization=norm).to(dev)
+    fingerprint = {"config": cfg.to_dict(), "normalization": norm, "n_train": len(td.train),
+                   "n_valid": len(td.valid), "batch_size": batch_size, "lr": float(lr), "seed": seed}
+    run = _Run(model, td, dev, epochs, batch_size, float(lr), patience, mc_start_epoch, seed,
+               bool(progress), None if checkpoint_dir is None else str(checkpoint_dir), fingerprint)
+
+    resume = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    resumed_from = None
+    if resume is not None:
+        st = resume["state"]
+        _check_fingerprint(st["fingerprint"], _jsonable(fingerprint), str(checkpoint_dir))
+        model.load_state_dict({k: v.to(dev) for k, v in resume["model"].items()})
+        model.normalization.update(st["normalization"])
+        run.history = st["history"]
+        resumed_from = {"stage": st["stage"], "epoch": st["epoch"]}
+        log.info("resuming from %s: stage %s, %d epoch(s) done", checkpoint_dir, st["stage"], st["epoch"])
+
+    # ---- stage 1: the mean
+    if mean_from is not None:
+        model.mean_net.load_state_dict(mean_from.mean_net.state_dict())
+        run.history["mean"] = copy.deepcopy((mean_from.history or {}).get("mean", _empty_history()))
+    elif resume is None or resume["state"]["stage"] == "mean":
+        _run_stage(run, "mean", resume)
+    # ---- stage 2: the residual diffusion
+    if stage == "both":
+        for p in model.mean_net.parameters():
+            p.requires_grad_(False)
+        diff_resume = resume if resume is not None and resume["state"]["stage"] == "diffusion" else None
+        if diff_resume is None:
+            model.normalization["residual_scale"] = _residual_scale(run)
+            log.info("residual scale %.4g (normalized units)", model.normalization["residual_scale"])
+        _run_stage(run, "diffusion", diff_resume)
+
+    model.eval()
+    wall = time.perf_counter() - t_start
+    split = td.split
+    model.metadata = _jsonable({
+        "history": run.history,
+        "time_step": cfg.time_step,
+        "grid_spacing_m": None if td.data.spacing is None or td.data.spacing_units != "m"
+        else list(td.data.spacing),
+        "data": td.describe(),
+        "n_samples": {"train": len(td.train), "valid": len(td.valid)},
+        "n_nan_skipped": {"train": split.n_nan_train, "valid": split.n_nan_valid},
+        "epochs_run": {s: run.history.get(s, {}).get("epochs_run", 0) for s in STAGES},
+        "wall_time_s": {"total": wall, **{f"{s}_stage": v for s, v in run.wall.items()}},
+        "protocol": {"epochs": epochs, "batch_size": batch_size, "lr": float(lr), "patience": patience,
+                     "mc_start_epoch": mc_start_epoch, "fold": fold, "n_folds": n_folds, "seed": seed,
+                     "stage": stage, "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
+                     "amp": "bf16 autocast" if dev.type == "cuda" else None,
+                     "residual_scale": model.normalization.get("residual_scale"),
+                     "resumed_from": resumed_from, "mean_from_model": mean_from is not None},
+        "machine": _machine(dev),
+        "torch_version": torch.__version__,
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    return model
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (tuples -> lists, numpy scalars -> Python) for metadata/fingerprints."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def train(
+    hr: xr.DataArray | Sequence[xr.DataArray],
+    S: int,
+    T: int,
+    *,
+    topography: Any = None,
+    config: SRConfig | None = None,
+    epochs: int = 80,
+    batch_size: int = 12,
+    lr: float = 1e-4,
+    patience: int = 8,
+    mc_start_epoch: int = 20,
+    fold: int = 0,
+    n_folds: int = 4,
+    valid: slice | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    checkpoint_dir: str | None = None,
+    stage: str = "both",
+    dims: dict[str, Hashable] | None = None,
+) -> SRModel:
+    """Train an :class:`~xsuperres.model.SRModel` for the factors ``(S, T)``.
+
+    Parameters
+    ----------
+    hr
+        High-resolution precipitation, a DataArray ``(time, y, x)`` with a precipitation
+        ``units`` attribute (converted to mm/h; data without units or with negative values
+        are refused), or a list of DataArrays: separate events or files with the same
+        cadence and grid spacing (samples never cross events). NaN marks missing data;
+        samples touching NaN are skipped. The LR inputs are made from ``hr`` with the
+        perfect-model coarsening :func:`xsuperres.coarsen_perfect`.
+    S, T
+        Spatial and temporal factors.
+    topography
+        Surface altitude (m) on the HR grid: ``None`` (zeros), a 2-D DataArray/array for
+        all events, or a list with one per event.
+    config
+        Hyperparameters; default ``SRConfig.recipe(S, T)``. ``time_step`` is filled from
+        the data's cadence and ``cap`` fitted on the training tiles when they are ``None``
+        (see :mod:`xsuperres.training.data`). ``tile_size`` is the requested tile side;
+        small domains get smaller tiles (:mod:`xsuperres.training.tiles`).
+    epochs
+        Maximum epochs per stage (80 in the preprint).
+    batch_size
+        Samples per batch (12 in the preprint).
+    lr
+        Adam learning rate (1e-4), annealed to 0 over ``epochs`` with a cosine.
+    patience
+        Early stopping after this many epochs without validation improvement (8).
+    mc_start_epoch
+        Mass conservation enters the training loss of the mean from epoch
+        ``mc_start_epoch + 1`` on (20: "after the 20th epoch").
+    fold, n_folds
+        Validation fold of the Latin-square tile folds (:mod:`xsuperres.training.tiles`).
+    valid
+        Optional held-out period ``slice(t0, t1)`` (:mod:`xsuperres.training.split`).
+    seed
+        Seed of the weights' initialisation, the shuffling and the diffusion noise.
+    device
+        ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, or a ``torch.device``.
+    progress
+        Show a tqdm progress bar with the running losses.
+    checkpoint_dir
+        Folder for per-epoch checkpoints; an existing checkpoint there is resumed.
+    stage
+        ``"both"`` (default) or ``"mean"`` (train the deterministic mean only, e.g. for
+        tuning ``L``; the diffusion network stays untrained).
+    dims
+        Explicit dimension names (:func:`xsuperres.find_dims`).
+
+    Returns
+    -------
+    SRModel
+        In eval mode, on the training device, with ``normalization`` (cap in mm/h,
+        topography range in m, residual scale), and ``metadata`` holding the loss
+        ``history`` (also :attr:`SRModel.history`: per stage the per-epoch ``train`` and
+        ``valid`` losses, learning rates and wall times, ``best_epoch``, ``best_valid``,
+        ``early_stopped``, ``epochs_run``), the data description (grid spacing, cadence,
+        source attributes, periods, tiles and folds, cap fit), sample counts (train,
+        valid, NaN-skipped), wall times and the machine.
+
+    Raises
+    ------
+    ValueError
+        Missing/invalid units, negative values, inconsistent events, a grid too small for
+        the tiling, no training or validation samples, bad settings, or a checkpoint of a
+        different run in ``checkpoint_dir``.
+
+    Examples
+    --------
+    >>> import xsuperres as xs  # doctest: +SKIP
+    >>> da = xs.open_sample("knmi").precip  # doctest: +SKIP
+    >>> model = xs.train(da, S=4, T=2, epochs=2, config=xs.SRConfig.recipe(4, 2, tile_size=40))  # doctest: +SKIP
+    >>> model.history["mean"]["valid"]  # doctest: +SKIP
+    """
+    return fit(hr, S, T, topography=topography, config=config, epochs=epochs, batch_size=batch_size,
+               lr=lr, patience=patience, mc_start_epoch=mc_start_epoch, fold=fold, n_folds=n_folds,
+               valid=valid, seed=seed, device=device, progress=progress,
+               checkpoint_dir=checkpoint_dir, stage=stage, dims=dims)

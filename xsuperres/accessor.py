@@ -53,6 +53,32 @@ class STSRAccessor:
 
         return score(self._obj, truth, dim, member_dim=member_dim, dims=dims)
 
+    def downscale(
+        self,
+        model,
+        n_members: int = 3,
+        *,
+        topography: xr.DataArray | None = None,
+        sampler: str = "ddim",
+        steps: int | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        batch_size: int | None = None,
+        context: str = "pad",
+        strict: bool = True,
+        dims: Mapping[str, Hashable] | None = None,
+        **kwargs,
+    ) -> xr.DataArray | xr.Dataset:
+        """Lazy ensemble downscaling with an ``SRModel`` (or a saved-model path or name).
+
+        See :func:`xsuperres.downscale.downscale` for the parameters and the output.
+        """
+        from .downscale import downscale
+
+        return downscale(self._obj, model, n_members, topography=topography, sampler=sampler,
+                         steps=steps, seed=seed, device=device, batch_size=batch_size,
+                         context=context, strict=strict, dims=dims, **kwargs)
+
 
 xr.register_dataarray_accessor("stsr")(STSRAccessor)
 xr.register_dataset_accessor("stsr")(STSRAccessor)

@@ -9,6 +9,10 @@ Sub-commands
     Perfect-model coarsening of a NetCDF file.
 ``xsuperres score PRED.nc TRUTH.nc``
     The eight metrics of a prediction (optionally with a ``member`` dim).
+``xsuperres downscale INPUT.nc OUTPUT.zarr --model M --members 3 [--steps K] [--chunks time=24]``
+    Lazy ensemble downscaling of a NetCDF file to zarr (or NetCDF), with a progress bar.
+``xsuperres train INPUT.nc --S 10 --T 3 --out MODEL_DIR``
+    Train a model (:mod:`xsuperres.training.cli`).
 """
 
 from __future__ import annotations
@@ -107,6 +111,12 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _downscale(args: argparse.Namespace) -> int:
+    from .downscale import run_cli
+
+    return run_cli(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsuperres", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +144,29 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--var", default=None, help="variable name in both files")
     score.add_argument("--dim", action="append", default=None, help="dimension to keep (repeatable)")
     score.set_defaults(func=_score)
+
+    down = sub.add_parser("downscale", help="downscale a NetCDF file with a model to zarr or NetCDF")
+    down.add_argument("input", help="LR precipitation (NetCDF)")
+    down.add_argument("output", help="output store: .zarr (default) or .nc")
+    down.add_argument("--model", required=True, help="model directory (SRModel.save) or registry name")
+    down.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
+    down.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")
+    down.add_argument("--sampler", default="ddim", choices=("ddim", "dpmpp_2m", "ancestral"))
+    down.add_argument("--seed", type=int, default=0)
+    down.add_argument("--chunks", action="append", default=None, metavar="DIM=N",
+                      help="input chunks, e.g. time=24 (repeatable; default time=24)")
+    down.add_argument("--var", default=None, help="variable to downscale (default: all precipitation)")
+    down.add_argument("--topography", default=None, help="NetCDF/GeoTIFF elevation (m) on the HR grid")
+    down.add_argument("--context", default="pad", choices=("pad", "drop"))
+    down.add_argument("--device", default="auto")
+    down.add_argument("--no-strict", action="store_true", help="warn instead of failing on a "
+                      "cadence or grid-spacing mismatch")
+    down.add_argument("--no-progress", action="store_true", help="no progress bar")
+    down.set_defaults(func=_downscale)
+
+    from .training.cli import add_parser as _add_train_parser
+
+    _add_train_parser(sub)
     return parser
 
 

@@ -1,0 +1,378 @@
+"""Tests of ``xsuperres.downscale`` (lazy, chunked, chunk-invariant ensemble downscaling).
+
+A tiny model (S = 2, T = 2, L = 2, 8-pixel HR tiles) with random weights is built inside
+the tests. Its mean network gets a positive output bias and the residual a small scale,
+so that the block mass conservation never meets an all-zero block (random weights
+otherwise give blocks whose prediction is <= 0 everywhere, where the preprint's fallback
+does not conserve). Few sampler steps; torch on one thread; the synchronous dask
+scheduler unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+import xsuperres
+from xsuperres.downscale import blend_weights, downscale, position_noise, seam_statistic, tile_layout
+
+S, T, L, TILE = 2, 2, 2, 8
+STEPS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with dask.config.set(scheduler="synchronous"):
+        yield
+    torch.set_num_threads(n)
+
+
+def _make_model(seed: int = 0, tile: int = TILE, **cfg_overrides) -> xsuperres.SRModel:
+    torch.manual_seed(seed)
+    kw = dict(preset="tiny", tile_size=tile, cap=20.0, L=L, mass_conservation="block",
+              threshold=0.0, time_step="1h")
+    kw.update(cfg_overrides)
+    cfg = xsuperres.SRConfig.recipe(S, T, **kw)
+    model = xsuperres.SRModel(cfg, normalization={"cap": 20.0, "residual_scale": 0.01},
+                              metadata={"name": "tiny-test", "grid_spacing_m": [1000.0, 1000.0]})
+    with torch.no_grad():
+        model.mean_net.decoder.out[2].bias.fill_(3.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _make_model()
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory):
+    return str(model.save(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+def _lr(nt=5, ny=6, nx=8, seed=0, freq="2h", dx=2000.0, units="mm h-1"):
+    rng = np.random.default_rng(seed)
+    data = rng.gamma(0.6, 1.5, size=(nt, ny, nx)).astype("float32")
+    return xr.DataArray(
+        data, dims=("time", "y", "x"), name="pr",
+        coords={"time": pd.date_range("2021-06-01", periods=nt, freq=freq),
+                "y": ("y", np.arange(ny) * dx, {"units": "m", "standard_name": "projection_y_coordinate"}),
+                "x": ("x", 1e5 + np.arange(nx) * dx, {"units": "m", "standard_name": "projection_x_coordinate"})},
+        attrs={"units": units, "standard_name": "lwe_precipitation_rate", "long_name": "rain rate"},
+    )
+
+
+def _run(obj, model, members=2, **kw):
+    kw.setdefault("steps", STEPS)
+    kw.setdefault("device", "cpu")
+    return downscale(obj, model, members, **kw)
+
+
+# ------------------------------------------------------------------- building blocks
+def test_tile_layout_and_weights():
+    assert tile_layout(8, 4, 1) == [0, 3, 4]
+    assert tile_layout(6, 4, 1) == [0, 2]
+    assert tile_layout(3, 4, 1) == [0]
+    assert tile_layout(10, 4, 0) == [0, 4, 6]
+    starts = tile_layout(100, 10, 2)
+    assert starts[0] == 0 and starts[-1] == 90 and all(b - a <= 8 for a, b in zip(starts, starts[1:]))
+    w = blend_weights(8, 2)
+    assert np.all(w > 0) and w.max() == 1.0
+    # two neighbours' weights add up to one across the overlap (a cross-fade)
+    np.testing.assert_allclose(w[-2:] + w[:2], 1.0)
+
+
+def test_position_noise_is_keyed_by_global_position():
+    a = position_noise((0, 0, 1, 5, 0), 2, 10, 20, 8, 8)
+    b = position_noise((0, 0, 1, 5, 0), 2, 14, 22, 8, 8)
+    np.testing.assert_array_equal(a[:, 4:, 2:], b[:, :4, :6])
+    c = position_noise((1, 0, 1, 5, 0), 2, 10, 20, 8, 8)
+    assert not np.allclose(a, c)
+    big = position_noise((3,), 4, 0, 0, 64, 64)
+    assert abs(big.mean()) < 0.03 and abs(big.std() - 1) < 0.03
+
+
+# ------------------------------------------------------------------- laziness
+def test_lazy_until_computed(model):
+    lr = _lr().chunk(time=2)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("downscale computed something before it was asked to")
+
+    with dask.config.set(scheduler=boom):
+        out = _run(lr, model)
+        out2 = _run(lr.to_dataset(), model)
+    assert isinstance(out.data, dask.array.Array)
+    assert isinstance(out2["pr"].data, dask.array.Array)
+    # numpy input gives a dask-backed result too
+    assert isinstance(_run(_lr(), model).data, dask.array.Array)
+    assert np.isfinite(out.values).all()
+
+
+# ------------------------------------------------------------------- coordinates and attributes
+def test_coordinates_against_hand_computed_case(model):
+    lr = _lr(nt=3, ny=2, nx=3)
+    lat = xr.DataArray([[50.0, 50.0, 50.0], [52.0, 52.0, 52.0]], dims=("y", "x"),
+                       attrs={"units": "degrees_north", "standard_name": "latitude"})
+    lr = lr.assign_coords(lat=lat, crs=xr.DataArray(0, attrs={"grid_mapping_name": "transverse_mercator"}))
+    lr.attrs["grid_mapping"] = "crs"
+    lr.attrs["cell_methods"] = "time: mean"
+    out = _run(lr, model, members=3)
+    assert out.dims == ("member", "time", "y", "x")
+    assert out.dtype == np.float32
+    assert out.sizes == {"member": 3, "time": 6, "y": 4, "x": 6}
+    np.testing.assert_array_equal(out.member.values, [0, 1, 2])
+    # LR cells of 2000 m split into two HR cells of 1000 m: centres at -500, +500 around 0
+    np.testing.assert_allclose(out.y.values, [-500.0, 500.0, 1500.0, 2500.0])
+    np.testing.assert_allclose(out.x.values, 1e5 + np.array([-500.0, 500.0, 1500.0, 2500.0, 3500.0, 4500.0]))
+    # LR steps of 2 h split into T = 2 HR steps of 1 h starting at the block label
+    expected = pd.to_datetime(["2021-06-01T00", "2021-06-01T01", "2021-06-01T02",
+                               "2021-06-01T03", "2021-06-01T04", "2021-06-01T05"])
+    np.testing.assert_array_equal(pd.to_datetime(out.time.values), expected)
+    # 2-D latitude interpolated onto the HR grid (constant along x, increasing along y)
+    assert out.lat.shape == (4, 6)
+    assert np.all(np.diff(out.lat.values[:, 0]) > 0) and np.allclose(out.lat.values.std(axis=1), 0)
+    assert "crs" in out.coords and out.attrs["grid_mapping"] == "crs"
+    a = out.attrs
+    assert a["units"] == "mm h-1" and a["standard_name"] == "lwe_precipitation_rate"
+    assert a["cell_methods"] == "time: mean" and "downscale(" in a["history"]
+    assert (a["xsuperres_S"], a["xsuperres_T"], a["xsuperres_L"]) == (S, T, L)
+    assert a["xsuperres_sampler"] == "ddim" and a["xsuperres_steps"] == STEPS
+    assert a["xsuperres_model"] == "tiny-test" and a["xsuperres_model_version"]
+    assert a["xsuperres_context"].startswith("pad")
+
+
+def test_units_are_converted(model):
+    lr = _lr(nt=3, ny=4, nx=4)
+    per_day = (lr * 24).assign_attrs(lr.attrs, units="mm/d")
+    a = _run(lr, model).values
+    b = _run(per_day, model).values
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="units"):
+        _run(lr.assign_attrs(units="K"), model)
+
+
+def test_negative_values_raise(model):
+    bad = _lr(nt=3, ny=4, nx=4)
+    bad[1, 0, 0] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        _run(bad, model)
+    lazy = _run(bad.chunk(time=1), model)  # dask input: found when computed
+    with pytest.raises(ValueError, match="negative"):
+        lazy.compute()
+
+
+# ------------------------------------------------------------------- chunk invariance
+def test_chunk_invariance_in_time(model):
+    lr = _lr(nt=5)
+    ref = _run(lr.chunk(time=5), model).values
+    for chunks in ({"time": 1}, {"time": 2}, {"time": 3}):
+        got = _run(lr.chunk(chunks), model).values
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    # context="drop" leaves out the first L - 1 steps; the others are the same members
+    drop = _run(lr.chunk(time=2), model, context="drop")
+    assert drop.sizes["time"] == (5 - L + 1) * T
+    assert drop.attrs["xsuperres_context"].startswith("drop")
+    np.testing.assert_allclose(drop.values, ref[:, (L - 1) * T:], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(drop.time.values, lr.time.values[L - 1:].repeat(T)[::T].repeat(T)
+                                  + np.tile(np.array([0, 3600], "timedelta64[s]"), 5 - L + 1))
+
+
+def test_chunk_invariance_in_space(model):
+    lr = _lr(nt=2, ny=6, nx=8)
+    ref = _run(lr, model).values
+    for chunks in ({"y": 2, "x": 3}, {"y": 5, "x": 1}, {"time": 1, "y": 3, "x": 4}):
+        out = _run(lr.chunk(chunks), model)
+        assert out.chunks[2] == tuple(c * S for c in lr.chunk(chunks).chunks[1])
+        np.testing.assert_allclose(out.values, ref, rtol=0, atol=1e-5)
+
+
+def test_seed_changes_members(model):
+    lr = _lr(nt=2, ny=4, nx=4)
+    a = _run(lr, model, seed=0).values
+    b = _run(lr, model, seed=1).values
+    assert not np.allclose(a, b)
+    assert not np.allclose(a[0], a[1])  # members differ
+
+
+# ------------------------------------------------------------------- seams, mass, NaN
+def test_no_seams_on_smooth_field():
+    m = _make_model(seed=0, tile=16)
+    ny = nx = 24
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    field = (2 + np.sin(yy / 5.0) + np.cos(xx / 6.0)).astype("float32")
+    lr = xr.DataArray(np.repeat(field[None], 2, 0), dims=("time", "y", "x"), name="pr",
+                      coords={"time": pd.date_range("2021-06-01", periods=2, freq="2h")},
+                      attrs={"units": "mm h-1"})
+    blended = seam_statistic(_run(lr, m, members=1).values, S, 16)
+    assert abs(blended["ratio"] - 1) < 0.10, blended
+    # the statistic does see seams when tiles are butted together without blending
+    raw = seam_statistic(_run(lr, m, members=1, overlap=0).values, S, 16, overlap=0)
+    assert raw["ratio"] > 1.3, raw
+
+
+def test_block_mass_conservation(model):
+    lr = _lr(nt=4, ny=6, nx=8, seed=3)
+    out = _run(lr.chunk(time=2, x=5), model, members=2)
+    back = out.stsr.coarsen_perfect(S, T)
+    assert back.sizes == {"member": 2, "time": 4, "y": 6, "x": 8}
+    np.testing.assert_allclose(back.values, np.broadcast_to(lr.values, back.shape), rtol=0, atol=1e-4)
+
+
+def test_nan_propagation(model):
+    lr = _lr(nt=4, ny=6, nx=8, seed=1)
+    lr[2, 1, 3] = np.nan
+    lr[0, :, 7] = np.nan
+    out = _run(lr.chunk(time=3, y=4), model).values  # (M, 8, 12, 16)
+    nan_lr = np.isnan(lr.values)
+    expected = nan_lr.repeat(T, 0).repeat(S, 1).repeat(S, 2)
+    np.testing.assert_array_equal(np.isnan(out), np.broadcast_to(expected, out.shape))
+    # a NaN in the context only (the frame before) does not blank the next block
+    assert np.isfinite(out[:, 3 * T:, 1 * S:2 * S, 3 * S:4 * S]).all()
+
+
+# ------------------------------------------------------------------- metadata checks
+def test_cadence_and_grid_mismatch(model):
+    hourly = _lr(nt=3, ny=4, nx=4, freq="1h")
+    with pytest.raises(ValueError, match=r"1h.*2h|2h.*1h") as err:
+        _run(hourly, model)
+    assert "strict=False" in str(err.value)
+    with pytest.warns(UserWarning, match="1h"):
+        out = _run(hourly, model, strict=False)
+    assert out.sizes["time"] == 3 * T
+    coarse = _lr(nt=3, ny=4, nx=4, dx=5000.0)
+    with pytest.raises(ValueError, match=r"2500.*1000|1000.*2500"):
+        _run(coarse, model)
+    with pytest.warns(UserWarning):
+        _run(coarse, model, strict=False)
+
+
+def test_irregular_time_raises(model):
+    lr = _lr(nt=4, ny=4, nx=4)
+    lr = lr.assign_coords(time=lr.time.values[[0, 1, 2]].tolist() + [lr.time.values[3] + np.timedelta64(1, "h")])
+    with pytest.raises(ValueError, match="irregular"):
+        _run(lr, model)
+
+
+def test_arguments_are_validated(model):
+    lr = _lr(nt=3, ny=4, nx=4)
+    with pytest.raises(ValueError, match="n_members"):
+        _run(lr, model, members=0)
+    with pytest.raises(ValueError, match="context"):
+        _run(lr, model, context="zero")
+    with pytest.raises(ValueError, match="sampler"):
+        _run(lr, model, sampler="euler")
+    with pytest.raises(ValueError, match="not an existing model directory"):
+        _run(lr, "no-such-model-anywhere")
+
+
+# ------------------------------------------------------------------- inputs
+def test_model_path_registry_hook_and_accessor(model, model_dir, monkeypatch):
+    lr = _lr(nt=3, ny=4, nx=6)
+    ref = _run(lr, model).values
+    np.testing.assert_array_equal(_run(lr, model_dir).values, ref)
+    fake = types.ModuleType("xsuperres.pretrained")
+    fake.load_model = lambda name: xsuperres.SRModel.load(model_dir) if name == "tiny" else None
+    monkeypatch.setitem(sys.modules, "xsuperres.pretrained", fake)
+    np.testing.assert_array_equal(_run(lr, "tiny").values, ref)
+    acc = lr.stsr.downscale(model, 2, steps=STEPS, device="cpu")
+    np.testing.assert_array_equal(acc.values, ref)
+
+
+def test_topography(model):
+    lr = _lr(nt=2, ny=4, nx=4)
+    topo_model = _make_model()
+    topo_model.normalization.update(topo_min=0.0, topo_max=1000.0)
+    with pytest.warns(UserWarning, match="xsuperres.topography"):
+        flat = _run(lr, topo_model)
+    hr_y = np.arange(8) * 1000.0 - 500.0
+    hr_x = 1e5 + np.arange(8) * 1000.0 - 500.0
+    topo = xr.DataArray(np.linspace(0, 800, 64).reshape(8, 8), dims=("y", "x"), coords={"y": hr_y, "x": hr_x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hilly = _run(lr, topo_model, topography=topo)
+    assert hilly.shape == flat.shape and not np.allclose(hilly.values, flat.values)
+    with pytest.raises(ValueError, match="HR grid"):
+        _run(lr, topo_model, topography=topo.isel(y=slice(0, 6)))
+    with pytest.raises(ValueError, match="without topography"):
+        _run(lr, model, topography=topo)
+
+
+def test_dataset_and_extra_dims(model):
+    lr = _lr(nt=2, ny=4, nx=4)
+    ds = xr.Dataset({"pr": lr, "tas": lr.assign_attrs(units="K"),
+                     "crs": xr.DataArray(0, attrs={"grid_mapping_name": "latitude_longitude"})},
+                    attrs={"title": "test"})
+    with pytest.warns(UserWarning, match="tas"):
+        out = _run(ds, model)
+    assert set(out.data_vars) == {"pr", "crs"} and out.attrs["title"] == "test"
+    np.testing.assert_array_equal(out["pr"].values, _run(lr, model).values)
+    assert out["pr"].attrs["units"] == "mm h-1" and "history" in out.attrs
+    # an extra dimension (e.g. an input ensemble) is kept and gets its own noise
+    stacked = xr.concat([lr, lr], dim="realization")
+    many = _run(stacked, model)
+    assert many.dims == ("member", "realization", "time", "y", "x")
+    assert not np.allclose(many.isel(realization=0).values, many.isel(realization=1).values)
+
+
+# ------------------------------------------------------------------- ecosystem
+def test_xclim_chain(model):
+    xclim = pytest.importorskip("xclim")
+    from xclim.core.units import convert_units_to
+
+    lr = _lr(nt=48, ny=2, nx=4, seed=5)  # 4 days of 2-hourly input (xclim wants > 3 days)
+    out = _run(lr.chunk(time=12), model, members=1).isel(member=0)
+    daily = out.resample(time="D").mean()
+    assert daily.attrs["units"] == "mm h-1"
+    mm_day = convert_units_to(daily, "mm/d")
+    np.testing.assert_allclose(mm_day.values, daily.values * 24, rtol=1e-5)
+    # a 4-day test period: switch off xclim's missing-month check (real use: whole months)
+    with warnings.catch_warnings(), xclim.set_options(check_missing="skip"):
+        warnings.simplefilter("ignore")  # xclim's CF-compliance notes on the cell_methods
+        rx1day = xclim.atmos.max_1day_precipitation_amount(daily, freq="MS")
+        wet = xclim.atmos.wetdays(daily, thresh="1 mm/d", freq="MS")
+    np.testing.assert_allclose(rx1day.isel(time=0).values, mm_day.max("time").values, rtol=1e-4)
+    assert wet.attrs["units"] in ("days", "d") and int(wet.max()) <= 4
+
+
+def test_distributed_matches_local(model_dir, model):
+    distributed = pytest.importorskip("distributed")
+    lr = _lr(nt=3, ny=4, nx=6)
+    local = _run(lr, model).values
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        out = _run(lr.chunk(time=1), model_dir)
+        got = out.compute().values
+        loads = client.run(lambda: __import__("sys").modules["xsuperres.downscale"]._LOAD_COUNT)
+    np.testing.assert_allclose(got, local, rtol=0, atol=1e-5)
+    assert all(n <= 1 for n in loads.values()), loads
+
+
+def test_cli_round_trip(model, model_dir, tmp_path):
+    pytest.importorskip("zarr")
+    from xsuperres.cli import main
+
+    lr = _lr(nt=4, ny=4, nx=6)
+    src = tmp_path / "lr.nc"
+    lr.to_dataset().to_netcdf(src)
+    dst = tmp_path / "hr.zarr"
+    rc = main(["downscale", str(src), str(dst), "--model", model_dir, "--members", "2",
+               "--steps", str(STEPS), "--chunks", "time=2", "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    back = xr.open_zarr(dst)
+    assert back["pr"].dims == ("member", "time", "y", "x")
+    assert back["pr"].attrs["units"] == "mm h-1"
+    np.testing.assert_allclose(back["pr"].values, _run(lr, model).values, rtol=0, atol=1e-5)
+    assert main(["downscale", str(src), str(tmp_path / "x.zarr"), "--model", model_dir,
+                 "--chunks", "nope=2"]) == 2

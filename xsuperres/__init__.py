@@ -5,15 +5,18 @@
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers ``.stsr``)
-from . import metrics
+from . import metrics, pretrained, topography, tune
 from ._version import __version__
 from .coarsen import coarsen_perfect
 from .config import SRConfig
 from .dims import DimensionError, find_dims
+from .downscale import downscale
 from .interpolate import interpolate
 from .model import ModelFileError, SRModel
+from .pretrained import list_models, load_model
 from .sample import list_samples, open_sample
 from .scoring import score
+from .training import train
 from .units import check_precipitation, to_mm_per_hour
 
 __all__ = [
@@ -24,11 +27,18 @@ __all__ = [
     "SRModel",
     "check_precipitation",
     "coarsen_perfect",
+    "downscale",
     "find_dims",
     "interpolate",
+    "list_models",
     "list_samples",
+    "load_model",
     "metrics",
     "open_sample",
+    "pretrained",
     "score",
     "to_mm_per_hour",
+    "topography",
+    "train",
+    "tune",
 ]

@@ -20,6 +20,7 @@ What it does
    resumes.
 4. Evaluates on the validation samples (validation tiles of every event): bicubic
    interpolation of the tile's last LR frame (``xsuperres.nn.baselines.bicubic_baseline``),
+   nearest neighbour (``nearest_baseline``: every HR frame of the block is the LR frame),
    the deterministic-only model (``SRModel.predict_mean``) and the full model
    (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``), with
    CRPS, PITD, pe99 and LSD of :mod:`xsuperres.metrics` on the uncapped truth in mm/h.
@@ -52,7 +53,7 @@ import xarray as xr
 import xsuperres.metrics as xm
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel
-from xsuperres.nn.baselines import bicubic_baseline
+from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
 from xsuperres.training.loop import fit
 from xsuperres.training.samples import coarsen_numpy
@@ -180,6 +181,8 @@ def main(argv=None) -> int:
     bic = bicubic_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
     results["bicubic"] = scores(bic[:, None], truth)
     timing["bicubic"] = time.perf_counter() - t0
+    near = nearest_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
+    results["nearest"] = scores(near[:, None], truth)
     t0 = time.perf_counter()
     det = model.predict_mean(ctx, device=args.device)
     results["deterministic (U_det + MC)"] = scores(det[:, None], truth)

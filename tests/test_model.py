@@ -436,3 +436,31 @@ def test_model_properties(m103):
     assert no_attn.n_parameters["total"] < n["total"]
     with pytest.raises(ValueError, match="disagrees"):
         SRModel(SRConfig.recipe(10, 3, cap=CAP), {"cap": 40.0})
+
+
+def test_noise_fn_replaces_the_keyed_generator(m103):
+    """``noise_fn(i, m, k)`` supplies the draws: noise that ignores the sample index makes
+    two identical contexts give identical members, while the default keys make them differ;
+    ``check_sampler`` and ``cap`` are the public validation helpers."""
+    rng = np.random.default_rng(3)
+    one = rng.gamma(0.5, 2.0, size=(m103.config.L, 2, 2)).astype(np.float32)
+    lr = np.stack([one, one])
+    calls = []
+
+    def noise_fn(i, m, k):
+        calls.append((i, m, k))
+        g = torch.Generator().manual_seed(1000 * m + k)
+        return torch.randn((3, 20, 20), generator=g)
+
+    kw = dict(n_members=2, sampler="ddim", steps=3, eta=1.0, device="cpu")
+    same = m103.predict(lr, noise_fn=noise_fn, **kw)
+    np.testing.assert_array_equal(same[0], same[1])
+    assert {i for i, _, _ in calls} == {0, 1} and {m for _, m, _ in calls} == {0, 1}
+    default = m103.predict(lr, **kw)
+    assert not np.array_equal(default[0], default[1])
+    assert not np.array_equal(same[0], default[0])
+    assert m103.check_sampler("ddim", 3) == 3
+    assert m103.check_sampler("ancestral") == m103.config.J
+    with pytest.raises(ValueError, match="unknown sampler"):
+        m103.check_sampler("euler")
+    assert m103.cap == m103.normalization["cap"]

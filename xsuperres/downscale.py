@@ -376,50 +376,20 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
                   plan: Mapping[str, Any]) -> np.ndarray:
     """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, M, T, pS, pS)`` mm/h.
 
-    ``keys[i] = (t, Y0, X0)``: global LR time index and HR position of sample ``i``.
+    ``topo`` is ``(n, pS, pS)`` in m or None. ``keys[i] = (t, Y0, X0)``: global LR time
+    index and HR position of sample ``i``; the noise of every member is drawn from them
+    (:func:`position_noise`) through :meth:`SRModel.predict`'s ``noise_fn``.
     """
-    import torch
+    T = model.config.T
+    H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
 
-    from .nn.diffusion import sample
+    def noise_fn(i: int, m: int, k: int) -> np.ndarray:
+        t, y0, x0 = keys[i]
+        return position_noise((plan["seed"], plan["key"], m, t, k), T, y0, x0, H, W)
 
-    c = model.config
-    S, T, M = c.S, c.T, plan["M"]
-    cap = model._cap()
-    rscale = float(model.normalization["residual_scale"])
-    dev = model.device
-    bs = _batch_items(plan, dev)
-    n, _, h, w = x.shape
-    H, W = h * S, w * S
-    out = np.empty((n, M, T, H, W), dtype=np.float32)
-    with torch.inference_mode():
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
-        tt = None if topo is None else torch.from_numpy(np.ascontiguousarray(topo, dtype=np.float32)).to(dev)
-        D, context, target = model._mean(xt, tt, cap)
-        lr_up = context[:, -1:]
-        items = [(i, m) for i in range(n) for m in range(M)]
-        for b0 in range(0, len(items), bs):
-            sub = items[b0:b0 + bs]
-            idx = torch.tensor([i for i, _ in sub], device=dev)
-            Db, ub, cb, tb = D[idx], lr_up[idx], context[idx], target[idx]
-
-            def noise(k: int, _sub=sub) -> torch.Tensor:
-                z = np.stack([
-                    position_noise((plan["seed"], plan["key"], m, keys[i][0], k), T,
-                                   keys[i][1], keys[i][2], H, W)
-                    for i, m in _sub
-                ])
-                return torch.from_numpy(z).to(dev)
-
-            def model_fn(r, j, _D=Db, _u=ub, _c=cb):
-                return model.diffusion_net(r, _D, _u, _c, j)
-
-            r0 = sample(model_fn, (len(sub), T, H, W), model.schedule, sampler=plan["sampler"],
-                        steps=plan["steps"], eta=plan["eta"], noise=noise, device=dev,
-                        dtype=torch.float32)
-            y = (model._mc(Db + rscale * r0, tb) * cap).float().cpu().numpy()
-            for k, (i, m) in enumerate(sub):
-                out[i, m] = y[k]
-    return out
+    return model.predict(x, topography=topo, n_members=plan["M"], sampler=plan["sampler"],
+                         steps=plan["steps"], eta=plan["eta"], device=model.device,
+                         batch_size=_batch_items(plan, model.device), noise_fn=noise_fn)
 
 
 def _batch_items(plan: Mapping[str, Any], dev) -> int:
@@ -456,15 +426,12 @@ def _downscale_block(ctx: np.ndarray, tidx: np.ndarray, topo: Optional[np.ndarra
         )
     nan_last = np.isnan(ctx[:, -1, a - ra:b - ra, c - rc:d - rc])
     x = np.nan_to_num(ctx, nan=0.0)
-    topo_n = None
+    topo_n = None  # in m; SRModel.predict scales it with the model's training range
     if topo is not None:
-        topo = np.asarray(topo, dtype=np.float64)
-        if not np.isfinite(topo).all():
+        topo_n = np.asarray(topo, dtype=np.float64)
+        if not np.isfinite(topo_n).all():
             raise ValueError("xsuperres.downscale: the topography contains NaN or infinite "
                              "values (fill the sea with 0 m, e.g. topo.fillna(0))")
-        from .model import normalize_topography
-
-        topo_n = normalize_topography(topo, plan["topo_min"], plan["topo_max"]).astype(np.float32)
 
     hy, hx = (b - a) * S, (d - c) * S
     acc = np.zeros((M, nt, T, hy, hx), dtype=np.float32)
@@ -731,8 +698,8 @@ def downscale(
         batch_size = _positive_int(batch_size, "batch_size")
     if not isinstance(device, str):
         device = str(device)
-    m._n_steps(sampler, steps, eta, None)  # validates sampler / steps / eta
-    m._cap()
+    m.check_sampler(sampler, steps, eta)
+    m.cap  # noqa: B018  (raises early when the model has no normalization cap)
     n_steps = c.J if sampler == "ancestral" else (steps if steps is not None else
                                                   (50 if sampler == "ddim" else 20))
     tile = c.tile_size if tile_size is None else _positive_int(tile_size, "tile_size")

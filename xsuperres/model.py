@@ -544,6 +544,7 @@ class SRModel(nn.Module):
         *,
         noise_keys: Optional[ArrayLike] = None,
         spacing: Optional[str] = None,
+        noise_fn: Optional[Callable[[int, int, int], ArrayLike]] = None,
     ) -> np.ndarray:
         """Sample an ensemble of HR sequences for each LR context.
 
@@ -584,8 +585,12 @@ class SRModel(nn.Module):
         noise_keys
             Integer keys (``>= 0``) identifying the samples for the noise, shape ``lead``
             (one integer per sample) or ``lead + (K,)``; default: the flat sample index.
-            The xarray layer passes global positions here so that results do not depend on
-            chunking.
+            Ignored when ``noise_fn`` is given.
+        noise_fn
+            Optional ``noise_fn(i, m, k) -> array (T, h S, w S)``: the ``k``-th standard
+            normal draw of member ``m`` of (flat) sample ``i``, replacing the built-in keyed
+            generator. The xarray layer passes noise keyed by global HR position here, so
+            that overlapping tiles and any dask chunking see the same noise.
         spacing
             Timestep spacing for ``"ddim"``/``"dpmpp_2m"`` (``"linear"`` or ``"logsnr"``);
             ``None``: the sampler's default.
@@ -647,7 +652,12 @@ class SRModel(nn.Module):
                         entropy = [[seed, *keys[s0 + i], m] for i, m in sub]
                         shape = (len(sub), c.T, H, W)
 
-                        def noise(k: int, _e=entropy, _shape=shape[1:]) -> torch.Tensor:
+                        def noise(k: int, _e=entropy, _shape=shape[1:], _sub=sub, _s0=s0,
+                                  _dev=dev) -> torch.Tensor:
+                            if noise_fn is not None:
+                                z = [torch.as_tensor(noise_fn(_s0 + i, m, k), dtype=torch.float32)
+                                     for i, m in _sub]
+                                return torch.stack(z).to(_dev)
                             return torch.stack([_item_noise(e + [k], _shape) for e in _e])
 
                         def model_fn(r, j, _D=Db, _u=ub, _c=cb):
@@ -672,6 +682,24 @@ class SRModel(nn.Module):
             if report is not None and hasattr(report, "close"):
                 report.close()
         return out.reshape(lead + (M, c.T, H, W))
+
+    @property
+    def cap(self) -> float:
+        """Normalization cap in mm/h; raises ``ValueError`` when the model has none."""
+        return self._cap()
+
+    def check_sampler(
+        self, sampler: str = "ddim", steps: Optional[int] = None, eta: float = 0.0,
+        spacing: Optional[str] = None,
+    ) -> int:
+        """Validate sampler arguments as :meth:`predict` would; return network calls per run.
+
+        Raises
+        ------
+        ValueError
+            Unknown sampler, ``steps`` out of range, ``eta`` invalid for the sampler.
+        """
+        return self._n_steps(sampler, steps, eta, spacing)
 
     def _n_steps(
         self, sampler: str, steps: Optional[int], eta: float, spacing: Optional[str]

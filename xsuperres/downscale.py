@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .config import _positive_int
 from ._version import __version__
 from .cf import append_history
 from .coarsen import _clean_grid_mapping, check_regular_time
@@ -477,12 +478,6 @@ def _downscale_block(ctx: np.ndarray, tidx: np.ndarray, topo: Optional[np.ndarra
 # ---------------------------------------------------------------------------------------
 # validation helpers
 # ---------------------------------------------------------------------------------------
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _fmt_step(td: pd.Timedelta) -> str:
     s = td.total_seconds()
     if s % 3600 == 0:
@@ -689,20 +684,20 @@ def downscale(
     """
     m = _resolve_model(model)
     c = m.config
-    M = _positive_int(n_members, "n_members")
+    M = _positive_int("n_members", n_members)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if context not in _CONTEXT_MODES:
         raise ValueError(f"context must be 'pad' or 'drop', got {context!r}")
     if batch_size is not None:
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = _positive_int("batch_size", batch_size)
     if not isinstance(device, str):
         device = str(device)
     m.check_sampler(sampler, steps, eta)
     m.cap  # noqa: B018  (raises early when the model has no normalization cap)
     n_steps = c.J if sampler == "ancestral" else (steps if steps is not None else
                                                   (50 if sampler == "ddim" else 20))
-    tile = c.tile_size if tile_size is None else _positive_int(tile_size, "tile_size")
+    tile = c.tile_size if tile_size is None else _positive_int("tile_size", tile_size)
     if tile % c.S:
         raise ValueError(f"tile_size must be a multiple of S={c.S}, got {tile}")
     p = tile // c.S

@@ -44,7 +44,6 @@ Maintainers register new models with :func:`make_registry` (or
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
@@ -53,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional, Union
 
-from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SRModel
+from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SRModel, _sha256
 
 __all__ = [
     "load_model",
@@ -99,14 +98,6 @@ class UnknownModelError(ModelFileError, KeyError):
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
-def _sha256(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_root(cache: Optional[PathLike] = None) -> Path:
     """The xsuperres cache root: ``cache``, else ``$XSUPERRES_CACHE``, else pooch's OS cache."""
     if cache is not None:

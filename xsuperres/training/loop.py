@@ -48,7 +48,7 @@ import logging
 import math
 import platform
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +61,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .._version import __version__
 from ..config import SRConfig
-from ..model import SRModel
+from ..model import SRModel, _jsonable, _resolve_device
 from ..nn.diffusion import v_loss
 from ..nn.interp import upsample
 from ..nn.mass import mass_conserve
@@ -399,12 +399,6 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _check_int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -551,19 +545,6 @@ def fit(
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return model
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types (tuples -> lists, numpy scalars -> Python) for metadata/fingerprints."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def train(

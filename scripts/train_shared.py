@@ -89,6 +89,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=3)
     p.add_argument("--samplers", default="dpmpp_2m:20,ddim:20",
                    help="comma-separated sampler:steps pairs for the full model")
+    p.add_argument("--stride", type=int, default=1,
+                   help="keep every k-th training and validation sample (cuts the cost of long-L pairs such as (10, 1))")
     p.add_argument("--max-eval", type=int, default=0, help="evaluate at most this many validation samples (0: all)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: tiny networks gain little from more, and shared CPUs suffer)")
@@ -151,6 +153,9 @@ def main(argv=None) -> int:
                  str(da.time.values[-1])[:16])
     cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
     td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
+    if args.stride > 1:
+        td.train.records = td.train.records[::args.stride]
+        td.valid.records = td.valid.records[::args.stride]
     log.info("config %s", td.config)
     log.info("samples: %d train, %d valid (NaN-skipped: %d / %d), cap %.3f mm/h", len(td.train),
              len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
@@ -216,7 +221,8 @@ def main(argv=None) -> int:
         "periods": {ev.name: ev.period for ev in td.data.events},
         "config": td.config.to_dict(),
         "split": td.split.describe(),
-        "n_samples": {"train": len(td.train), "valid": len(td.valid), "evaluated": int(len(ctx))},
+        "n_samples": {"train": len(td.train), "valid": len(td.valid), "evaluated": int(len(ctx)),
+                      "stride": args.stride},
         "protocol": {"mean_epochs": args.mean_epochs, "diffusion_epochs": args.diffusion_epochs,
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,

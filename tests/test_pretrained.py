@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import threading
 from pathlib import Path
 
@@ -332,7 +333,7 @@ def test_partly_shipped_model_is_assembled_in_the_cache(shipped, model_src, tmp_
 
 
 # ---------------------------------------------------------------------------------------
-# every model registered in the package (none yet: the test is then skipped)
+# every model registered in the package
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", pretrained.list_models())
 def test_registered_model_loads_has_card_and_predicts(name):
@@ -341,9 +342,22 @@ def test_registered_model_loads_has_card_and_predicts(name):
         pytest.skip(f"{name} is not shipped (needs a download)")
     model = load_model(name)
     card = pretrained.model_card(name)
-    assert len(card.strip()) > 50
     c = model.config
-    ds = xsuperres.open_sample("radolan")
+    # the card states the factors and the held-out scores against the three baselines
+    assert f"| {c.S} | {c.T} | {c.L} | {c.beta_max} |" in card
+    facts = json.loads((reg.shipped_dir / name / "card.json").read_text())
+    assert (facts["config"]["S"], facts["config"]["T"], facts["config"]["L"]) == (c.S, c.T, c.L)
+    rows = facts["scores"]
+    assert {"bicubic", "nearest", "deterministic (U_det + MC)"} <= set(rows)
+    assert any(k.startswith("full model") for k in rows)
+    for r in rows.values():
+        assert {"crps", "pitd", "pe99", "lsd"} <= set(r) and all(np.isfinite(list(r.values())))
+    for key in ("periods", "files"):
+        assert facts["data"][key]
+    assert facts["training"]["wall_time_min"]["mean_stage"] > 0 and facts["machine"]
+    # the shipped models are trained on 5-min radar: the KNMI sample has that cadence
+    assert c.time_step == "5min"
+    ds = xsuperres.open_sample("knmi")
     lr = ds.precip.stsr.coarsen_perfect(c.S, c.T, boundary="trim").values
     h = max(1, 40 // c.S)
     ctx = lr[: c.L, :h, :h][None].astype("float32")  # (1, L, h, h) mm/h

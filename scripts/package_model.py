@@ -31,17 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_shared as ts  # noqa: E402
 
-from xsuperres.config import SRConfig  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline  # noqa: E402
-from xsuperres.training.data import build_training_data  # noqa: E402
 
 DATA_LICENCES = {
     "knmi": "KNMI radar composite (De Bilt + Den Helder), KNMI open data, CC BY 4.0",
@@ -56,20 +53,16 @@ def rebuild_validation(doc: dict, data_dir: str):
     n = doc["n_samples"]
     argv = ["--data-dir", data_dir, "--files", *doc["files"], "--crop", doc["crop_rows_cols"],
             "--S", str(cfg_d["S"]), "--T", str(cfg_d["T"]), "--tile-size", str(cfg_d["tile_size"]),
-            "--seed", str(doc["protocol"]["seed"]), "--stride", str(n.get("stride", 1))]
+            "--preset", cfg_d["preset"], "--seed", str(doc["protocol"]["seed"]),
+            "--stride", str(n.get("stride", 1))]
     args = ts.parse(argv)
-    events = ts.load_events(args)
-    cfg = SRConfig.recipe(args.S, args.T, preset=cfg_d["preset"], tile_size=args.tile_size)
-    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
-    if args.stride > 1:
-        td.train.records = td.train.records[::args.stride]
-        td.valid.records = td.valid.records[::args.stride]
+    td = ts.training_data(ts.load_events(args), args)
     if (len(td.train), len(td.valid)) != (n["train"], n["valid"]):
         raise RuntimeError(f"rebuilt split has {len(td.train)}/{len(td.valid)} samples, the run had "
                            f"{n['train']}/{n['valid']}")
     ctx, truth, where = ts.validation_arrays(td)
     if n["evaluated"] < len(ctx):
-        idx = np.unique(np.linspace(0, len(ctx) - 1, n["evaluated"]).round().astype(int))
+        idx = ts.eval_subset(len(ctx), n["evaluated"])
         ctx, truth = ctx[idx], truth[idx]
     return ctx, truth, td
 

@@ -52,7 +52,6 @@ import xarray as xr
 
 import xsuperres.metrics as xm
 from xsuperres.config import SRConfig
-from xsuperres.model import SRModel
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
 from xsuperres.training.loop import fit
@@ -110,6 +109,21 @@ def load_events(args) -> list[xr.DataArray]:
     return events
 
 
+def training_data(events: list[xr.DataArray], args: argparse.Namespace):
+    """Tiles, fold ``--fold`` of 4 and samples of the run (every ``--stride``-th kept)."""
+    cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
+    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
+    if args.stride > 1:
+        td.train.records = td.train.records[::args.stride]
+        td.valid.records = td.valid.records[::args.stride]
+    return td
+
+
+def eval_subset(n: int, k: int) -> np.ndarray:
+    """Indices of ``k`` of ``n`` validation samples, evenly spread (``--max-eval``)."""
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
 def validation_arrays(td):
     """Raw (uncapped, mm/h) LR contexts and HR truths of every validation sample."""
     S, T, L = td.config.S, td.config.T, td.config.L
@@ -151,11 +165,7 @@ def main(argv=None) -> int:
     for da in events:
         log.info("event %s: %s, %s .. %s", da.name, dict(da.sizes), str(da.time.values[0])[:16],
                  str(da.time.values[-1])[:16])
-    cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
-    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
-    if args.stride > 1:
-        td.train.records = td.train.records[::args.stride]
-        td.valid.records = td.valid.records[::args.stride]
+    td = training_data(events, args)
     log.info("config %s", td.config)
     log.info("samples: %d train, %d valid (NaN-skipped: %d / %d), cap %.3f mm/h", len(td.train),
              len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
@@ -176,7 +186,7 @@ def main(argv=None) -> int:
     # ------------------------------------------------------------------ evaluation
     ctx, truth, where = validation_arrays(td)
     if args.max_eval and len(ctx) > args.max_eval:
-        idx = np.unique(np.linspace(0, len(ctx) - 1, args.max_eval).round().astype(int))
+        idx = eval_subset(len(ctx), args.max_eval)
         ctx, truth, where = ctx[idx], truth[idx], [where[i] for i in idx]
     log.info("evaluating on %d validation samples (%d HR frames of %d x %d)", len(ctx),
              truth.shape[0] * truth.shape[1], truth.shape[2], truth.shape[3])

@@ -322,7 +322,7 @@ def test_save_load_round_trip(tmp_path, m103):
     ref = m103.predict(lr, n_members=2, steps=2, seed=4, device="cpu")
     d = m103.save(tmp_path / "m")
     doc = json.loads((d / "config.json").read_text())
-    assert doc["format"] == "xsuperres.SRModel" and doc["format_version"] == 1
+    assert doc["format"] == "xsuperres.SRModel" and doc["format_version"] == 2
     assert doc["config"]["S"] == 10 and doc["normalization"]["cap"] == CAP
     assert doc["metadata"]["epochs"] == 2 and len(doc["tensors_sha256"]) == 64
     m2 = SRModel.load(d)
@@ -361,6 +361,37 @@ def _fix_hash(d: Path) -> None:
     (d / "config.json").write_text(json.dumps(doc))
 
 
+def _weights_meta(d: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(d / "model.safetensors"), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _edit(d: Path, fn) -> None:
+    """Apply ``fn`` to the parsed config.json of ``d`` and write it back (re-indented)."""
+    c = d / "config.json"
+    doc = json.loads(c.read_text())
+    fn(doc)
+    c.write_text(json.dumps(doc, indent=1))
+
+
+def _make_v1(d: Path) -> None:
+    """Rewrite a saved model directory the way xsuperres wrote format version 1.
+
+    Version 1: the safetensors metadata held only ``format`` and ``dtype`` (no
+    ``config_sha256``) and config.json said ``"format_version": 1``; the tensors are kept.
+    """
+    from safetensors.torch import load_file, save_file
+
+    w = d / "model.safetensors"
+    meta = _weights_meta(d)
+    assert "config_sha256" in meta
+    save_file(load_file(str(w)), str(w), metadata={"format": meta["format"], "dtype": meta["dtype"]})
+    _edit(d, lambda doc: doc.update(format_version=1))
+    _fix_hash(d)
+
+
 def test_load_rejects_truncated_and_edited(tmp_path):
     d = _saved(tmp_path)
     w = d / "model.safetensors"
@@ -393,8 +424,9 @@ def test_load_rejects_wrong_tensors(tmp_path):
         f"missing tensors: {name}": {k: v for k, v in sd.items() if k != name},
         f"{name}: file \\(1, 2, 3, 3\\)": {**sd, name: torch.zeros(1, 2, 3, 3)},
     }
+    meta = _weights_meta(d)  # keeps the configuration binding of the saved model
     for msg, tensors in cases.items():
-        save_file(tensors, str(d / "model.safetensors"))
+        save_file(tensors, str(d / "model.safetensors"), metadata=meta)
         _fix_hash(d)
         with pytest.raises(ModelFileError, match=msg):
             SRModel.load(d)
@@ -404,9 +436,11 @@ def test_load_rejects_bad_config(tmp_path):
     d = _saved(tmp_path)
     c = d / "config.json"
     doc = json.loads(c.read_text())
-    c.write_text(json.dumps({**doc, "format_version": 2}))
-    with pytest.raises(ModelFileError, match="format_version 2"):
-        SRModel.load(d)
+    for bad in (3, 0, "2", 2.0, None, True):
+        c.write_text(json.dumps({**doc, "format_version": bad}))
+        with pytest.raises(ModelFileError, match=f"format_version {bad!r}; .* reads "
+                                                 "format_version 1 and 2 only"):
+            SRModel.load(d)
     c.write_text(json.dumps({**doc, "format": "something.else"}))
     with pytest.raises(ModelFileError, match="not an xsuperres model"):
         SRModel.load(d)
@@ -414,7 +448,14 @@ def test_load_rejects_bad_config(tmp_path):
     with pytest.raises(ModelFileError, match="not valid JSON"):
         SRModel.load(d)
     c.write_text(json.dumps({**doc, "config": {**doc["config"], "L": 0}}))
-    with pytest.raises(ModelFileError, match="L must be a positive integer"):
+    with pytest.raises(ModelFileError, match="edited after saving"):
+        SRModel.load(d)
+    # an invalid configuration is reported as such where nothing binds it (version 1)
+    _make_v1(d)
+    doc1 = json.loads(c.read_text())
+    c.write_text(json.dumps({**doc1, "config": {**doc1["config"], "L": 0}}))
+    with pytest.warns(UserWarning, match="without a configuration binding"), \
+            pytest.raises(ModelFileError, match="invalid configuration: .*L must be a positive"):
         SRModel.load(d)
     c.unlink()
     with pytest.raises(ModelFileError, match="lacks config.json"):
@@ -464,3 +505,140 @@ def test_noise_fn_replaces_the_keyed_generator(m103):
     with pytest.raises(ValueError, match="unknown sampler"):
         m103.check_sampler("euler")
     assert m103.cap == m103.normalization["cap"]
+
+
+# --------------------------------------------------------------------------- config binding
+EDITS = {
+    "residual_scale": lambda doc: doc["normalization"].update(residual_scale=0.5),
+    "cap": lambda doc: (doc["normalization"].update(cap=40.0), doc["config"].update(cap=40.0)),
+    "mass_conservation": lambda doc: doc["config"].update(mass_conservation="block"),
+    "time_step": lambda doc: doc["config"].update(time_step="10min"),
+    "S": lambda doc: doc["config"].update(S=5),
+    "metadata field": lambda doc: doc["metadata"].update(data="another data set"),
+    "new metadata field": lambda doc: doc["metadata"].update(extra=1),
+    "topo_max": lambda doc: doc["normalization"].update(topo_max=3000.0),
+    "dtype": lambda doc: doc.update(dtype="float16"),
+    "new top-level entry": lambda doc: doc.update(note="hand-edited"),
+}
+
+
+@pytest.fixture
+def bound_dir(tmp_path) -> Path:
+    torch.manual_seed(0)
+    cfg = SRConfig.recipe(2, 2, cap=CAP, time_step="5min")
+    m = SRModel(cfg, {"topo_min": 0.0, "topo_max": 2000.0, "residual_scale": 0.25},
+                {"data": "synthetic", "epochs": 2})
+    return m.save(tmp_path / "m")
+
+
+def test_saved_weights_carry_the_configuration_binding(bound_dir):
+    import hashlib
+
+    meta = _weights_meta(bound_dir)
+    doc = json.loads((bound_dir / "config.json").read_text())
+    bound = {k: v for k, v in doc.items()
+             if k not in ("tensors_sha256", "xsuperres_version", "torch_version")}
+    assert {"format", "format_version", "dtype", "config", "normalization", "metadata"} <= set(bound)
+    canon = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert meta == {"format": "xsuperres.SRModel", "dtype": "float32",
+                    "config_sha256": hashlib.sha256(canon.encode()).hexdigest()}
+    # tensors_sha256 covers the header metadata, i.e. the binding
+    assert doc["tensors_sha256"] == hashlib.sha256(
+        (bound_dir / "model.safetensors").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("what", list(EDITS))
+def test_edited_config_json_is_rejected(bound_dir, what):
+    SRModel.load(bound_dir)  # loads as saved
+    _edit(bound_dir, EDITS[what])
+    with pytest.raises(ModelFileError) as err:
+        SRModel.load(bound_dir)
+    msg = str(err.value)
+    assert "config.json was edited after saving (or belongs to other weights)" in msg
+    assert str(bound_dir / "config.json") in msg and str(bound_dir / "model.safetensors") in msg
+    assert "re-save the model with SRModel.save or restore the original config.json" in msg
+
+
+def test_formatting_and_version_strings_are_not_bound(bound_dir):
+    """Whitespace, key order and the informational version strings may change."""
+    m = SRModel.load(bound_dir)
+    lr = rain((1, m.config.L, 3, 3), seed=1)
+    ref = m.predict_mean(lr, device="cpu")
+    c = bound_dir / "config.json"
+    doc = json.loads(c.read_text())
+    doc = dict(reversed(list(doc.items())))
+    doc["config"] = dict(reversed(list(doc["config"].items())))
+    doc["xsuperres_version"], doc["torch_version"] = "9.9.9", "0.0.1"
+    c.write_text(json.dumps(doc, separators=(",", ":")))
+    np.testing.assert_array_equal(SRModel.load(bound_dir).predict_mean(lr, device="cpu"), ref)
+
+
+def test_edited_weights_are_still_rejected(bound_dir):
+    w = bound_dir / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-5] ^= 0x01
+    w.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="model.safetensors is corrupted or modified: "
+                                             "expected sha256"):
+        SRModel.load(bound_dir)
+
+
+def test_config_of_other_weights_is_rejected(bound_dir, tmp_path):
+    """Weights of the same architecture with another configuration, hash fixed up."""
+    other = SRModel.load(bound_dir)
+    other.normalization["residual_scale"] = 1.0
+    o = other.save(tmp_path / "other")
+    (bound_dir / "model.safetensors").write_bytes((o / "model.safetensors").read_bytes())
+    _fix_hash(bound_dir)
+    with pytest.raises(ModelFileError, match="edited after saving \\(or belongs to other weights\\)"):
+        SRModel.load(bound_dir)
+
+
+def test_version_2_weights_without_binding_are_rejected(bound_dir):
+    from safetensors.torch import load_file, save_file
+
+    w = bound_dir / "model.safetensors"
+    save_file(load_file(str(w)), str(w), metadata={"format": "xsuperres.SRModel", "dtype": "float32"})
+    _fix_hash(bound_dir)
+    with pytest.raises(ModelFileError, match="carries no configuration binding .* format_version 2"):
+        SRModel.load(bound_dir)
+
+
+def test_version_1_directory_loads_with_a_warning(bound_dir):
+    m = SRModel.load(bound_dir)
+    lr = rain((2, m.config.L, 3, 3), seed=2)
+    ref_mean = m.predict_mean(lr, device="cpu")
+    ref_ens = m.predict(lr, n_members=2, sampler="ddim", steps=2, seed=3, device="cpu")
+    _make_v1(bound_dir)
+    assert "config_sha256" not in _weights_meta(bound_dir)
+    assert json.loads((bound_dir / "config.json").read_text())["format_version"] == 1
+    with pytest.warns(UserWarning, match="saved by an older xsuperres without a configuration "
+                                         "binding; re-save with model.save\\(path\\) to bind it"):
+        old = SRModel.load(bound_dir)
+    assert old.config == m.config and old.normalization == m.normalization
+    assert old.metadata == m.metadata
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, old.state_dict()[k]), k
+    np.testing.assert_array_equal(old.predict_mean(lr, device="cpu"), ref_mean)
+    np.testing.assert_array_equal(
+        old.predict(lr, n_members=2, sampler="ddim", steps=2, seed=3, device="cpu"), ref_ens)
+    # re-saving binds it: version 2, no warning, and edits are detected again
+    old.save(bound_dir)
+    assert json.loads((bound_dir / "config.json").read_text())["format_version"] == 2
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SRModel.load(bound_dir)
+    _edit(bound_dir, EDITS["cap"])
+    with pytest.raises(ModelFileError, match="edited after saving"):
+        SRModel.load(bound_dir)
+
+
+def test_claiming_version_1_does_not_bypass_the_binding(bound_dir):
+    _edit(bound_dir, lambda doc: doc.update(format_version=1))
+    with pytest.raises(ModelFileError, match="edited after saving"):
+        SRModel.load(bound_dir)
+    _edit(bound_dir, EDITS["cap"])  # version 1 claimed *and* the cap edited
+    with pytest.raises(ModelFileError, match="config.json was edited after saving"):
+        SRModel.load(bound_dir)

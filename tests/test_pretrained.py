@@ -10,6 +10,7 @@ import functools
 import hashlib
 import http.server
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -368,3 +369,51 @@ def test_registered_model_loads_has_card_and_predicts(name):
                         device="cpu")
     assert ens.shape == (1, 2, c.T, h * c.S, h * c.S)
     assert np.isfinite(ens).all() and (ens >= 0).all()
+
+
+@pytest.mark.parametrize("name", pretrained.list_models())
+def test_registered_model_is_bound_format_version_2(name):
+    """Shipped models are in the current file format: config.json is bound to the weights
+    (they load without the version-1 warning) and an edit of it is detected."""
+    import warnings
+
+    from safetensors import safe_open
+
+    from xsuperres.model import FORMAT_VERSION
+
+    reg = ModelRegistry()
+    if not reg.is_shipped(name):
+        pytest.skip(f"{name} is not shipped (needs a download)")
+    d = reg.shipped_dir / name
+    doc = json.loads((d / "config.json").read_text())
+    assert doc["format_version"] == FORMAT_VERSION == 2 and doc["dtype"] == "float16"
+    with safe_open(str(d / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert len(meta["config_sha256"]) == 64 and meta["dtype"] == "float16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SRModel.load(d)
+    # the card does not quote a stale weights hash
+    for card in pretrained.CARD_FILES:
+        if (d / card).is_file():
+            text = (d / card).read_text()
+            assert all(len(h) != 64 or h == doc["tensors_sha256"]
+                       for h in re.findall(r"\b[0-9a-f]{64}\b", text))
+
+
+def test_edited_shipped_config_is_rejected(tmp_path):
+    """A copy of a shipped model whose cap was edited (config and normalization agree)."""
+    import shutil
+
+    if not pretrained.list_models():
+        pytest.skip("no registered model")
+    name = NAME if NAME in pretrained.list_models() else pretrained.list_models()[0]
+    if not ModelRegistry().is_shipped(name):
+        pytest.skip(f"{name} is not shipped (needs a download)")
+    d = tmp_path / name
+    shutil.copytree(ModelRegistry().shipped_dir / name, d)
+    doc = json.loads((d / "config.json").read_text())
+    doc["config"]["cap"] = doc["normalization"]["cap"] = 2 * doc["normalization"]["cap"]
+    (d / "config.json").write_text(json.dumps(doc, indent=2))
+    with pytest.raises(ModelFileError, match="config.json was edited after saving"):
+        SRModel.load(d)

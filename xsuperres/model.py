@@ -19,7 +19,9 @@ Inference (:meth:`SRModel.predict`) follows the preprint (section 3.2, appendix 
     y_hat    = cap * r_a(MC(F(r_a(D + r0)), x[t]))          (one ensemble member)
 
 Weights are stored as ``safetensors`` (never pickle) next to a ``config.json`` that holds
-the configuration, normalization, metadata and the SHA-256 of the weights file.
+the configuration, normalization, metadata and the SHA-256 of the weights file; the
+weights file in turn carries the SHA-256 of the configuration (``config_sha256`` in its
+header metadata), so that editing either file is detected by :meth:`SRModel.load`.
 
 This module imports torch, numpy and safetensors only (no xarray, dask or pooch).
 """
@@ -29,8 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -53,12 +57,22 @@ __all__ = [
     "normalize_topography",
     "FORMAT",
     "FORMAT_VERSION",
+    "READABLE_FORMAT_VERSIONS",
 ]
 
 #: ``format`` entry of ``config.json``.
 FORMAT = "xsuperres.SRModel"
-#: ``format_version`` written by this version of the package (and the only one it reads).
-FORMAT_VERSION = 1
+#: ``format_version`` written by this version of the package. Version 2 binds
+#: ``config.json`` to the weights (``config_sha256`` in the safetensors header metadata);
+#: version 1 (no binding) is still read, with a warning.
+FORMAT_VERSION = 2
+#: Every ``format_version`` that :meth:`SRModel.load` reads.
+READABLE_FORMAT_VERSIONS = (1, 2)
+#: Key of the configuration binding in the safetensors header metadata.
+BINDING_KEY = "config_sha256"
+#: ``config.json`` entries left out of the configuration binding: the weights' own hash
+#: (which covers the binding) and purely informational version strings.
+UNBOUND_KEYS = ("tensors_sha256", "xsuperres_version", "torch_version")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -209,10 +223,66 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _config_sha256(doc: Mapping[str, Any]) -> str:
+    """SHA-256 that binds a ``config.json`` document to its weights.
+
+    Parameters
+    ----------
+    doc
+        The JSON-parsed ``config.json`` (a mapping of JSON values). Every entry except
+        :data:`UNBOUND_KEYS` is bound (format, format_version, dtype, config,
+        normalization, metadata and any other entry).
+
+    Returns
+    -------
+    str
+        Lower-case hex SHA-256 of the canonical serialisation
+        ``json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``:
+        independent of key order, indentation and whitespace, sensitive to every value.
+    """
+    bound = {k: v for k, v in doc.items() if k not in UNBOUND_KEYS}
+    text = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _weights_metadata(wpath: Path) -> dict[str, str]:
+    """Header metadata of a safetensors file (``{}`` if none); ModelFileError if unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), framework="pt", device="cpu") as f:
+            meta = f.metadata()
+    except Exception as e:  # safetensors raises its own error types
+        raise ModelFileError(f"{wpath} is not a readable safetensors file: {e}") from None
+    return dict(meta) if meta else {}
+
+
+#: device types accepted by :func:`_resolve_device` (besides ``"auto"``)
+VALID_DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
 def _resolve_device(device: DeviceLike) -> torch.device:
-    if isinstance(device, str) and device == "auto":
+    """The torch device for ``device``: the one validator of device arguments.
+
+    ``"auto"`` is CUDA when available, else the CPU; otherwise ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"`` or a :class:`torch.device` of those types. Anything else is a
+    ``ValueError`` that lists the valid devices (not torch's list of every device type).
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    else:
+        try:
+            dev = torch.device(device.strip() if isinstance(device, str) else device)
+        except (RuntimeError, TypeError, ValueError):
+            dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device {device!r} is not a valid device; use one of "
+            f"{', '.join(repr(d) for d in VALID_DEVICES)} (N: the GPU number)"
+        )
+    return dev
 
 
 def _list(names: Sequence[str], limit: int = 10) -> str:
@@ -697,7 +767,8 @@ class SRModel(nn.Module):
         Raises
         ------
         ValueError
-            Unknown sampler, ``steps`` out of range, ``eta`` invalid for the sampler.
+            Unknown sampler, ``steps`` out of range, ``eta`` invalid for the sampler
+            (non-finite, negative, or non-zero for ``"dpmpp_2m"``).
         """
         return self._n_steps(sampler, steps, eta, spacing)
 
@@ -715,6 +786,9 @@ class SRModel(nn.Module):
                 raise ValueError("spacing applies to 'ddim' and 'dpmpp_2m' only")
             return self.schedule.J
         if sampler == "ddim":
+            if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta):
+                raise ValueError(f"eta must be finite (a number >= 0; 0 is deterministic DDIM), "
+                                 f"got {eta!r}")
             if eta < 0:
                 raise ValueError(f"eta must be >= 0, got {eta!r}")
             return len(sampling_timesteps(self.schedule, 50 if steps is None else steps,
@@ -732,9 +806,21 @@ class SRModel(nn.Module):
     def save(self, path: Union[str, os.PathLike], dtype: str = "float32") -> Path:
         """Write the model to the directory ``path`` (created if needed).
 
-        Files: ``model.safetensors`` (the state dict, contiguous CPU tensors) and
-        ``config.json`` (format, versions, config, normalization, metadata and the
-        SHA-256 of ``model.safetensors``). Existing files are replaced atomically.
+        Files (format version :data:`FORMAT_VERSION`):
+
+        ``model.safetensors``
+            The state dict (contiguous CPU tensors). Its header metadata holds
+            ``format``, ``dtype`` and ``config_sha256``, the SHA-256 of the canonical
+            JSON of ``config.json``'s values (everything but
+            ``tensors_sha256`` and the informational ``xsuperres_version`` and
+            ``torch_version``).
+        ``config.json``
+            ``format``, ``format_version``, versions, ``dtype``, ``config``,
+            ``normalization``, ``metadata`` and ``tensors_sha256``, the SHA-256 of
+            ``model.safetensors`` (which covers ``config_sha256``).
+
+        The two files are thus bound to each other: :meth:`load` rejects a directory
+        where either was edited. Existing files are replaced atomically.
 
         Parameters
         ----------
@@ -761,6 +847,18 @@ class SRModel(nn.Module):
             raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
         doc_meta = _jsonable(self.metadata, "metadata")
         doc_norm = _jsonable(self.normalization, "normalization")
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "xsuperres_version": __version__,
+            "torch_version": torch.__version__,
+            "dtype": dtype,
+            "config": self.config.to_dict(),
+            "normalization": doc_norm,
+            "metadata": doc_meta,
+        }
+        # bind the values exactly as load() will read them back from config.json
+        binding = _config_sha256(json.loads(json.dumps(doc)))
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
         tensors = {}
@@ -773,23 +871,14 @@ class SRModel(nn.Module):
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".model-", suffix=".safetensors")
         os.close(fd)
         try:
-            save_file(tensors, tmp, metadata={"format": FORMAT, "dtype": dtype})
+            save_file(tensors, tmp,
+                      metadata={"format": FORMAT, "dtype": dtype, BINDING_KEY: binding})
             digest = _sha256(Path(tmp))
             os.replace(tmp, wpath)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        doc = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "xsuperres_version": __version__,
-            "torch_version": torch.__version__,
-            "dtype": dtype,
-            "config": self.config.to_dict(),
-            "normalization": doc_norm,
-            "metadata": doc_meta,
-            "tensors_sha256": digest,
-        }
+        doc["tensors_sha256"] = digest
         text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".config-", suffix=".json")
         try:
@@ -822,8 +911,19 @@ class SRModel(nn.Module):
         ModelFileError
             Missing files; ``config.json`` not JSON, of another format or an unknown
             ``format_version``; weights whose SHA-256 differs from ``config.json``
-            (checked before the weights are parsed); unreadable weights; unknown, missing
-            or wrongly shaped tensors (named in the message).
+            (checked before the weights are parsed); a ``config.json`` edited after
+            saving (or belonging to other weights): its values differ from the
+            ``config_sha256`` bound into the weights' header metadata, whatever
+            ``format_version`` it claims; weights without that binding next to a
+            ``config.json`` of format version 2; unreadable weights; unknown, missing or
+            wrongly shaped tensors (named in the message).
+
+        Warns
+        -----
+        UserWarning
+            A format-version-1 directory (saved by an older xsuperres, whose weights carry
+            no configuration binding): it loads as before, but edits to its
+            ``config.json`` cannot be detected; re-save it with :meth:`save`.
         """
         from safetensors import safe_open
 
@@ -844,10 +944,11 @@ class SRModel(nn.Module):
             got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
             raise ModelFileError(f"{cpath} is not an xsuperres model (format {got!r}, expected {FORMAT!r})")
         ver = doc.get("format_version")
-        if ver != FORMAT_VERSION:
+        if type(ver) is not int or ver not in READABLE_FORMAT_VERSIONS:
+            readable = " and ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
             raise ModelFileError(
                 f"{cpath} has format_version {ver!r}; this xsuperres ({__version__}) reads "
-                f"format_version {FORMAT_VERSION} only (the file says it was written by "
+                f"format_version {readable} only (the file says it was written by "
                 f"xsuperres {doc.get('xsuperres_version')!r})"
             )
         need = [k for k in ("config", "normalization", "tensors_sha256") if k not in doc]
@@ -859,6 +960,32 @@ class SRModel(nn.Module):
             raise ModelFileError(
                 f"{wpath} is corrupted or modified: expected sha256 {expected} "
                 f"(from {CONFIG_FILE}), got {got}"
+            )
+        # the weights (now known to be the ones config.json names) carry the binding
+        bound = _weights_metadata(wpath).get(BINDING_KEY)
+        if bound is not None:  # checked whatever format_version config.json claims
+            computed = _config_sha256(doc)
+            if str(bound).lower() != computed:
+                raise ModelFileError(
+                    f"{cpath} was edited after saving (or belongs to other weights): its "
+                    f"values do not match the configuration bound into {wpath} "
+                    f"({BINDING_KEY} {bound}, {CONFIG_FILE} gives {computed}); re-save the "
+                    f"model with SRModel.save or restore the original {CONFIG_FILE}"
+                )
+        elif ver == 1:
+            warnings.warn(
+                f"model directory {str(d)!r} was saved by an older xsuperres without a "
+                f"configuration binding; re-save with model.save(path) to bind it "
+                f"(format_version 1: edits to its {CONFIG_FILE} cannot be detected)",
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            raise ModelFileError(
+                f"{wpath} carries no configuration binding ({BINDING_KEY!r} in its "
+                f"safetensors metadata) although {cpath} has format_version {ver}: the "
+                f"weights were replaced or written by another tool; re-save the model with "
+                f"SRModel.save or restore the original {WEIGHTS_FILE}"
             )
         try:
             config = SRConfig.from_dict(doc["config"])

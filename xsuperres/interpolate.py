@@ -15,8 +15,9 @@ import xarray as xr
 from .cf import append_history
 from .coarsen import check_factor
 from .dims import find_dims
-from .grid import refine_coordinate, refine_time
+from .grid import refine_2d_coords, refine_coordinate, refine_time
 from .nn.interp import upsample
+from .validate import check_time_coordinate, label_of, precipitation_input
 
 __all__ = ["interpolate", "hr_template_coords"]
 
@@ -37,13 +38,21 @@ def _upsample_numpy(a: np.ndarray, S: int, method: str) -> np.ndarray:
 def hr_template_coords(
     lr: xr.DataArray | xr.Dataset, S: int, T: int, dims: Mapping[str, Hashable], hr_step=None
 ) -> dict[Hashable, xr.Variable]:
-    """Coordinates of the HR grid: refined x/y/time and bicubic-refined 2-D lat/lon.
+    """Coordinates of the HR grid: refined x/y/time and 2-D lat/lon.
 
-    Coordinates that depend on none of the three dims (e.g. a ``crs`` grid-mapping
-    variable) are carried over unchanged; others along the time or spatial dims
-    are dropped.
+    1-D ``x``/``y`` get ``S`` HR centres per LR cell (:func:`xsuperres.grid.refine_coordinate`),
+    time ``T`` steps per LR step (:func:`xsuperres.grid.refine_time`). 2-D ``(y, x)``
+    coordinates are refined by :func:`xsuperres.grid.refine_2d_coords`: ``lat``/``lon`` are
+    computed exactly from the HR ``x``/``y`` with the grid mapping when there is a usable one
+    (checked against the LR lat/lon; a ``UserWarning`` when it disagrees), otherwise (and for
+    other 2-D coordinates) interpolated with a cubic spline in fractional LR index, extrapolated
+    at the edges (no clamping), the LR values being taken as block means as made by
+    :func:`xsuperres.coarsen_perfect`. Coordinates that depend on none of the three dims (e.g.
+    a ``crs`` grid-mapping variable) are carried over unchanged; others along the time or
+    spatial dims are dropped.
     """
     tdim, ydim, xdim = dims["time"], dims["y"], dims["x"]
+    two_d = refine_2d_coords(lr, S, ydim, xdim)
     coords: dict[Hashable, xr.Variable] = {}
     for name, coord in lr.coords.items():
         var = coord.variable
@@ -51,10 +60,8 @@ def hr_template_coords(
             coords[name] = xr.Variable(name, refine_coordinate(var.values, S, name), attrs=var.attrs)
         elif name == tdim:
             coords[name] = xr.Variable(name, refine_time(var.values, T, hr_step), attrs=var.attrs)
-        elif set(var.dims) == {ydim, xdim}:
-            values = var.transpose(ydim, xdim).values.astype(np.float64)
-            refined = upsample(torch.from_numpy(values), S, "bicubic").numpy().astype(var.dtype)
-            coords[name] = xr.Variable((ydim, xdim), refined, attrs=var.attrs)
+        elif name in two_d:
+            coords[name] = two_d[name]
         elif not set(var.dims) & {tdim, ydim, xdim}:
             coords[name] = var
     return coords
@@ -89,13 +96,25 @@ def interpolate(
     Returns
     -------
     xarray.DataArray
-        HR field (float32), NaN where the parent LR pixel is NaN; lazy on dask input.
+        HR field (float32) in the input's units, NaN where the parent LR pixel is NaN;
+        lazy on dask input.
+
+    Raises
+    ------
+    ValueError
+        Input refused by :mod:`xsuperres.validate` (raw packed values, missing or
+        non-rate units; a time coordinate of strings, or of plain numbers when ``T > 1``
+        and no ``hr_step`` is given); an unknown ``method``.
     """
     S, T = check_factor(S, "S"), check_factor(T, "T")
     if method not in ("bicubic", "nearest"):
         raise ValueError(f"method must be 'bicubic' or 'nearest', got {method!r}")
     found = find_dims(lr, dims)
     tdim, ydim, xdim = found["time"], found["y"], found["x"]
+    lr = precipitation_input(lr, convert=False)
+    if tdim in lr.coords:
+        check_time_coordinate(lr.coords[tdim].values, tdim, label_of(lr),
+                              need_cadence=T > 1 and hr_step is None)
     coords = hr_template_coords(lr, S, T, found, hr_step)
     yhr, xhr = f"__{ydim}_hr", f"__{xdim}_hr"
     spatial = xr.apply_ufunc(

@@ -107,7 +107,7 @@ def _make_one(shared: Path, name: str, spec: dict) -> Path:
     src = shared / spec["source"]
     r0, r1 = spec["rows"]
     c0, c1 = spec["cols"]
-    with xr.open_dataset(src, decode_coords="all") as full:
+    with xr.open_dataset(src, engine="netcdf4", decode_coords="all") as full:
         sub = full.isel(y=slice(r0, r1), x=slice(c0, c1)).load()
         src_attrs = dict(full.attrs)
         penc = dict(full["precip"].encoding)
@@ -205,9 +205,8 @@ def _make_one(shared: Path, name: str, spec: dict) -> Path:
     sub.to_netcdf(out, engine="netcdf4", format="NETCDF4")
 
     # --- verify the round trip -------------------------------------------
-    with xr.open_dataset(out, decode_coords="all", mask_and_scale=False) as a, xr.open_dataset(
-        src, decode_coords="all", mask_and_scale=False
-    ) as b:
+    with xr.open_dataset(out, engine="netcdf4", decode_coords="all", mask_and_scale=False) as a, \
+            xr.open_dataset(src, engine="netcdf4", decode_coords="all", mask_and_scale=False) as b:
         ref = b["precip"].isel(y=slice(r0, r1), x=slice(c0, c1)).values
         if not np.array_equal(a["precip"].values, ref):
             raise RuntimeError(f"{name}: packed precip differs from the source")

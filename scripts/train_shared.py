@@ -102,7 +102,7 @@ def load_events(args) -> list[xr.DataArray]:
     crop = _crop(args.crop)
     events = []
     for name in args.files:
-        ds = xr.open_dataset(Path(args.data_dir) / name)
+        ds = xr.open_dataset(Path(args.data_dir) / name, engine="netcdf4")   # the package's engine
         da = ds["precip"].isel(y=crop, x=crop).load()
         da.name = name.removesuffix(".nc")
         events.append(da)

@@ -15,11 +15,18 @@ Sub-commands
     Lazy ensemble downscaling of a NetCDF file to zarr (or NetCDF), with a progress bar.
 ``xsuperres train INPUT.nc --S 10 --T 3 --out MODEL_DIR``
     Train a model (:mod:`xsuperres.training.cli`).
+
+Output paths are checked before any work is done: an output file
+(``OUTPUT.nc``, ``OUTPUT.zarr``) needs an existing folder (it is not created) and must not
+be one of the inputs; an output folder (``--out DIR`` of ``demo`` and ``train``) is created,
+with its parents, if it does not exist. Errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +34,10 @@ from pathlib import Path
 
 import xarray as xr
 
-__all__ = ["main", "format_table"]
+__all__ = ["main", "format_table", "check_output", "OutputPathError"]
+
+#: The package's NetCDF engine (the ``netCDF4`` runtime dependency; see pyproject.toml).
+NETCDF_ENGINE = "netcdf4"
 
 _ORDER = ("mse", "mae", "pe99", "lsd", "emd", "ssim", "pitd", "crps")
 
@@ -46,8 +56,91 @@ def format_table(scores: Mapping[str, xr.Dataset]) -> str:
     return "\n".join(lines)
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be written: printed as one line, exit status 2."""
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _writable_dir(d: Path, what: str) -> None:
+    if not d.is_dir():
+        raise OutputPathError(f"{what}: {d} is not a folder")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{what}: no write permission in the folder {d}")
+
+
+def check_output(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None] = (), *,
+                 kind: str = "file") -> Path:
+    """Check an output path before any work is done; the CLI's one rule for outputs.
+
+    Parameters
+    ----------
+    path
+        The output.
+    inputs
+        Paths read by the same command (``None`` entries are ignored); the output must
+        not be any of them (compared with :func:`os.path.samefile` / resolved paths).
+    kind
+        ``"file"`` (e.g. ``OUT.nc``): its folder must exist (it is not created) and an
+        existing output must be a writable file. ``"store"`` (e.g. ``OUT.zarr``): the same,
+        but an existing output must be a writable folder (it is replaced).
+        ``"folder"`` (``--out DIR``): created later, with its parents, if missing; an
+        existing one must be a writable folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputPathError
+        A :class:`ValueError` whose message is one line naming the path and the fix.
+    """
+    out = Path(path)
+    what = f"cannot write {out}"
+    for inp in inputs:
+        if inp is not None and _same_path(out, Path(inp)):
+            raise OutputPathError(f"{what}: it is the input {inp}; choose a different output "
+                                  "(writing it would destroy the input while it is read)")
+    if kind == "folder":
+        if out.exists():
+            if not out.is_dir():
+                raise OutputPathError(f"{what}: it exists and is not a folder")
+            _writable_dir(out, what)
+            return out
+        parent = out.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        _writable_dir(parent, f"cannot create the folder {out}")
+        return out
+    if kind not in ("file", "store"):
+        raise ValueError(f"kind must be 'file', 'store' or 'folder', got {kind!r}")
+    if out.exists():
+        if kind == "file" and out.is_dir():
+            raise OutputPathError(f"{what}: it is a folder, not a file")
+        if kind == "store" and not out.is_dir():
+            raise OutputPathError(f"{what}: it exists and is not a folder (a zarr store is a folder)")
+        if not os.access(out, os.W_OK):
+            raise OutputPathError(f"{what}: the existing {'file' if kind == 'file' else 'store'} "
+                                  "is not writable (check its permissions or choose another output)")
+    parent = out.absolute().parent
+    if not parent.exists():
+        raise OutputPathError(f"{what}: the folder {parent} does not exist; create it first "
+                              f"(mkdir -p {shlex.quote(str(parent))})")
+    _writable_dir(parent, what)
+    return out
+
+
 def _open_var(path: str, var: str | None) -> xr.DataArray:
-    ds = xr.open_dataset(path, decode_coords="all")
+    ds = xr.open_dataset(path, engine=NETCDF_ENGINE, decode_coords="all")
     if var is None:
         candidates = [v for v in ds.data_vars if ds[v].ndim >= 2]
         if len(candidates) != 1:
@@ -88,11 +181,22 @@ def _deterministic_mean(model, lr: xr.DataArray, like: xr.DataArray) -> xr.DataA
     return like.copy(data=out)
 
 
+def _demo_folder(args: argparse.Namespace) -> Path:
+    """Check ``--out`` and the files the demo writes there (the folder is created later)."""
+    out = check_output(args.out, kind="folder")
+    names = ["xsuperres_demo_scores.txt"] + ([] if args.no_figure else ["xsuperres_demo.png"])
+    for name in names:
+        if (out / name).exists():
+            check_output(out / name)
+    return out
+
+
 def _demo(args: argparse.Namespace) -> int:
     from . import interpolate, load_model, open_sample
     from .scoring import score
 
     start = time.perf_counter()
+    out = _demo_folder(args)
     model = load_model(args.model)
     c = model.config
     S, T, L = c.S, c.T, c.L
@@ -124,8 +228,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.sample == "knmi" and args.model.startswith("radar-"):
         print("note: the shipped radar models were trained on crops of the same KNMI day, so this "
               "is a smoke test, not a held-out score; see the model cards.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)                                # checked at the start
     (out / "xsuperres_demo_scores.txt").write_text(table + "\n")
     print(f"table: {out / 'xsuperres_demo_scores.txt'}")
     if not args.no_figure:
@@ -147,9 +250,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _coarsen(args: argparse.Namespace) -> int:
     from .coarsen import coarsen_perfect
 
-    ds = xr.open_dataset(args.input, decode_coords="all", chunks={})
+    check_output(args.output, [args.input])
+    ds = xr.open_dataset(args.input, engine=NETCDF_ENGINE, decode_coords="all", chunks={})
     out = coarsen_perfect(ds, args.S, args.T, boundary=args.boundary)
-    out.to_netcdf(args.output)
+    out.to_netcdf(args.output, engine=NETCDF_ENGINE)
     print(f"wrote {args.output}: " + ", ".join(f"{d}={n}" for d, n in out.sizes.items()))
     return 0
 
@@ -169,6 +273,9 @@ def _score(args: argparse.Namespace) -> int:
 def _downscale(args: argparse.Namespace) -> int:
     from .downscale import run_cli
 
+    model = args.model if Path(args.model).exists() else None     # a model folder is an input too
+    check_output(args.output, [args.input, args.topography, model],
+                 kind="file" if str(args.output).endswith(".nc") else "store")
     return run_cli(args)
 
 
@@ -186,13 +293,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--blocks", type=int, default=3, help="LR time steps downscaled (default 3)")
     demo.add_argument("--size", type=int, default=120, help="HR crop size in px (default 120)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default=".", help="folder for the figure (default: current folder)")
+    demo.add_argument("--out", default=".", metavar="DIR",
+                      help="folder for the figure and the score table, created (with its parents) "
+                           "if missing (default: current folder)")
     demo.add_argument("--no-figure", action="store_true", help="print the table only")
     demo.set_defaults(func=_demo)
 
     coarsen = sub.add_parser("coarsen", help="perfect-model coarsening of a NetCDF file")
-    coarsen.add_argument("input")
-    coarsen.add_argument("output")
+    coarsen.add_argument("input", help="HR NetCDF file")
+    coarsen.add_argument("output", help="NetCDF file to write; its folder must exist, and it must "
+                                        "not be the input")
     coarsen.add_argument("--S", type=int, required=True)
     coarsen.add_argument("--T", type=int, required=True)
     coarsen.add_argument("--boundary", choices=("exact", "trim"), default="exact")
@@ -207,7 +317,8 @@ def _parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("downscale", help="downscale a NetCDF file with a model to zarr or NetCDF")
     down.add_argument("input", help="LR precipitation (NetCDF)")
-    down.add_argument("output", help="output store: .zarr (default) or .nc")
+    down.add_argument("output", help="output store: .zarr (default) or .nc; its folder must exist, "
+                                     "and it must not be an input")
     down.add_argument("--model", required=True, help="model directory (SRModel.save) or registry name")
     down.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
     down.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")

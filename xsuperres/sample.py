@@ -98,6 +98,8 @@ def open_sample(name: str | None = None) -> xr.Dataset:
                 f"embedded sample file {path} is missing from the installed package; "
                 "rebuild it with scripts/make_sample.py or reinstall xsuperres"
             )
-        with xr.open_dataset(path, decode_coords="all") as ds:
+        # netCDF4 is the package's NetCDF engine (a runtime dependency); naming it keeps the
+        # result independent of whichever other engines happen to be installed
+        with xr.open_dataset(path, engine="netcdf4", decode_coords="all") as ds:
             ds = ds.load()
     return ds

@@ -9,7 +9,8 @@
 Each input file is one event (samples never cross files); all must share one cadence and
 grid spacing. Without ``--topography``, a 2-D variable named ``topography`` in the first
 input file is used if there is one (``--no-topography`` switches this off). The trained
-model is written to ``--out`` with :meth:`xsuperres.model.SRModel.save`.
+model is written to ``--out`` with :meth:`xsuperres.model.SRModel.save`; the folder is
+created (with its parents) if it does not exist, and is checked before training starts.
 
 Errors in the inputs (missing variable, wrong units, negative values, a grid too small
 for the tiling, ...) print a one-line message and exit with status 2.
@@ -55,7 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT.nc", help="HR precipitation file(s), one event each")
     p.add_argument("--S", type=int, required=True, help="spatial factor")
     p.add_argument("--T", type=int, required=True, help="temporal factor")
-    p.add_argument("--out", required=True, help="folder for the trained model")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the trained model, created (with its parents) if missing")
     p.add_argument("--var", default=None, help="precipitation variable (default: 'precip' or the only 3-D variable)")
     p.add_argument("--topography", default=None, metavar="FILE", help="NetCDF file with the topography (m) on the HR grid")
     p.add_argument("--topography-var", default=None, help="topography variable name")
@@ -86,7 +88,7 @@ def _open(path: str) -> xr.Dataset:
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such file")
     try:
-        return xr.open_dataset(path, decode_coords="all")
+        return xr.open_dataset(path, engine="netcdf4", decode_coords="all")   # the package's engine
     except Exception as err:  # noqa: BLE001 - any reader failure
         raise CLIError(f"{path}: cannot open as NetCDF ({type(err).__name__}: {err})") from None
 
@@ -140,6 +142,12 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         logging.getLogger("xsuperres").setLevel(logging.INFO)
     start = time.perf_counter()
+    from ..cli import check_output
+
+    inputs = [*args.inputs, args.topography]
+    check_output(args.out, inputs, kind="folder")        # before hours of training, not after
+    if args.checkpoint_dir is not None:
+        check_output(args.checkpoint_dir, inputs, kind="folder")
     datasets = [_open(p) for p in args.inputs]
     events = [_pick_precip(ds, args.var, p) for ds, p in zip(datasets, args.inputs)]
     topo = None

@@ -35,8 +35,9 @@ def coords() -> dict[str, np.ndarray]:
 @pytest.fixture
 def das(arrays) -> tuple[xr.DataArray, xr.DataArray]:
     pred, truth = arrays
-    p = xr.DataArray(pred, dims=("member", "time", "y", "x"), coords=coords(), name="pr")
-    t = xr.DataArray(truth, dims=("time", "y", "x"), coords=coords(), name="pr")
+    mmh = {"units": "mm h-1"}
+    p = xr.DataArray(pred, dims=("member", "time", "y", "x"), coords=coords(), name="pr", attrs=mmh)
+    t = xr.DataArray(truth, dims=("time", "y", "x"), coords=coords(), name="pr", attrs=mmh)
     return p, t
 
 
@@ -98,8 +99,9 @@ def test_time_found_by_role(das):
 
 def test_extra_dims_flattened_or_kept(arrays):
     pred, truth = arrays
-    p = xr.DataArray(pred.reshape(3, 2, 2, 16, 12), dims=("member", "lead", "time", "y", "x"))
-    t = xr.DataArray(truth.reshape(2, 2, 16, 12), dims=("lead", "time", "y", "x"))
+    mmh = {"units": "mm h-1"}
+    p = xr.DataArray(pred.reshape(3, 2, 2, 16, 12), dims=("member", "lead", "time", "y", "x"), attrs=mmh)
+    t = xr.DataArray(truth.reshape(2, 2, 16, 12), dims=("lead", "time", "y", "x"), attrs=mmh)
     assert_scores(score(p, t), numpy_scores(pred, truth))
     per_lead = score(p, t, dim=["lead"])
     assert_scores(per_lead.isel(lead=1), numpy_scores(pred[:, 2:], truth[2:]))
@@ -139,8 +141,8 @@ def test_dataset_input(das, arrays):
     assert_scores(single, numpy_scores(*arrays))
     assert_scores(score(p.to_dataset(), t), numpy_scores(*arrays))  # Dataset vs DataArray
 
-    pds = xr.Dataset({"pr": p, "pr2": 2 * p, "other": p.isel(x=0)})
-    tds = xr.Dataset({"pr": t, "pr2": 2 * t})
+    pds = xr.Dataset({"pr": p, "pr2": (2 * p).assign_attrs(p.attrs), "other": p.isel(x=0)})
+    tds = xr.Dataset({"pr": t, "pr2": (2 * t).assign_attrs(t.attrs)})
     both = score(pds, tds)
     assert sorted(both.data_vars) == sorted(f"{v}_{n}" for v in ("pr", "pr2") for n in NAMES)
     assert_scores(both, numpy_scores(*arrays), prefix="pr_")

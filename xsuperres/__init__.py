@@ -5,7 +5,7 @@
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers ``.stsr``)
-from . import metrics, pretrained, topography, tune
+from . import metrics, pretrained, topography, tune, validate
 from ._version import __version__
 from .coarsen import coarsen_perfect
 from .config import SRConfig
@@ -41,4 +41,5 @@ __all__ = [
     "topography",
     "train",
     "tune",
+    "validate",
 ]

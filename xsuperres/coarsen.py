@@ -15,13 +15,19 @@ Conventions
   valid part of a block (radar composites have NaN outside their coverage, and
   a mean over a partly covered block would be biased).
 * Sums are accumulated in float64; the result keeps a floating input dtype
-  (float32 stays float32), integer input becomes float64.
+  (float32 stays float32), integer input becomes float32.
+* Entry follows :mod:`xsuperres.validate`: a DataArray is precipitation (rate units,
+  decoded values). In a Dataset, floating-point variables are block-averaged, integer
+  precipitation rates too; other integer, boolean or non-numeric variables on the
+  coarsened dimensions (flags, masks, categories: a mean of them means nothing) are
+  dropped, with a warning and a note in ``history``.
 * On dask-backed data the result is a lazy dask array; nothing is computed.
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +37,7 @@ import xarray as xr
 
 from .cf import append_cell_methods, append_history
 from .dims import find_dims
+from .validate import check_decoded, check_time_coordinate, is_precipitation, precipitation_input
 
 __all__ = ["block_mean", "coarsen_perfect", "check_factor", "check_regular_time"]
 
@@ -235,6 +242,9 @@ def coarsen_perfect(
         Same type as ``obj``. Data variables with time and both spatial dims are
         coarsened in space and time; variables with the spatial dims but no time
         (e.g. topography) in space only; variables with none of these dims are kept.
+        Integer, boolean or non-numeric Dataset variables on the coarsened dims that
+        are not precipitation rates (e.g. an int8 mask) are dropped, with a
+        ``UserWarning`` and a ``history`` note naming them.
         Attributes are kept; ``cell_methods`` gains ``time: mean`` (T > 1) and
         ``area: mean`` (S > 1); ``history`` gains a line. Units are unchanged
         (a mean of rates is a rate).
@@ -243,7 +253,9 @@ def coarsen_perfect(
     ------
     ValueError
         If S or T is not a positive integer, a size is not divisible (with
-        ``boundary="exact"``), or the time steps are irregular (T > 1).
+        ``boundary="exact"``), the time steps are irregular (T > 1) or the time
+        coordinate holds strings; a DataArray without precipitation-rate ``units``;
+        raw packed values (opened with ``mask_and_scale=False``) in any variable.
     xsuperres.DimensionError
         If the time, y or x dimension cannot be found.
     """
@@ -253,11 +265,17 @@ def coarsen_perfect(
     time_dim, ydim, xdim = found["time"], found["y"], found["x"]
     factors: dict[Hashable, int] = {time_dim: T, ydim: S, xdim: S}
 
+    if isinstance(obj, xr.DataArray):
+        obj = precipitation_input(obj, convert=False)
+    elif not isinstance(obj, xr.Dataset):
+        raise TypeError(f"coarsen_perfect needs an xarray DataArray or Dataset, got {type(obj).__name__}")
     trim = _trimmed_sizes(obj, factors, time_dim, boundary)
     if trim:
         obj = obj.isel(trim)
-    if T > 1 and time_dim in obj.coords:
-        check_regular_time(obj.coords[time_dim].values, time_dim)
+    if time_dim in obj.coords:
+        check_time_coordinate(obj.coords[time_dim].values, time_dim, "coarsen_perfect", need_cadence=False)
+        if T > 1:
+            check_regular_time(obj.coords[time_dim].values, time_dim)
 
     call = f"coarsen_perfect(S={S}, T={T}): perfect-model block mean over {T} time step(s) and {S}x{S} pixels"
     if isinstance(obj, xr.DataArray):
@@ -291,16 +309,33 @@ def _coarsen_dataarray(da: xr.DataArray, factors, time_dim, call: str) -> xr.Dat
 def _coarsen_dataset(ds: xr.Dataset, factors, time_dim, call: str) -> xr.Dataset:
     bounds = {ds[v].attrs.get("bounds") for v in ds.variables} - {None}
     data_vars = {}
+    dropped = []
     for name, da in ds.data_vars.items():
         if name in bounds:
             data_vars[name] = _coarsen_bounds(da.variable, factors)
             continue
+        if any(factors.get(d, 1) > 1 for d in da.dims):
+            check_decoded(da, f"variable {name!r}")
+            if not np.issubdtype(da.dtype, np.floating):
+                if is_precipitation(da) and np.issubdtype(da.dtype, np.number):
+                    da = precipitation_input(da, f"variable {name!r}", convert=False)
+                else:
+                    dropped.append(name)
+                    continue
         var = _coarsen_variable(da.variable, factors, time_dim)
         if var is not da.variable:
             attrs = append_cell_methods(var.attrs, _cell_methods(factors, time_dim, da.dims))
             var = var.copy(data=var.data)
             var.attrs = attrs
         data_vars[name] = var
+    if dropped:
+        listed = ", ".join(f"{n!s} ({ds[n].dtype})" for n in dropped)
+        call += (f"; dropped {listed}: not floating-point and not a precipitation rate, so a "
+                 "block mean is meaningless")
+        warnings.warn(f"coarsen_perfect: dropped the variable(s) {listed}: integer, boolean or "
+                      "non-numeric fields (flags, masks, categories) have no meaningful block "
+                      "mean; convert them to float first (ds[name].astype('float32')) if a "
+                      "mean is what you want", UserWarning, stacklevel=3)
     out = xr.Dataset(data_vars, coords=_coords_of(ds, factors, time_dim), attrs=append_history(ds.attrs, call))
     for name in out.data_vars:
         out[name].encoding = {k: v for k, v in ds[name].encoding.items() if k in ("grid_mapping", "coordinates")}

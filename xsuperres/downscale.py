@@ -61,19 +61,27 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import _positive_int
+from .config import _finite_float, _positive_int
 from ._version import __version__
 from .cf import append_history
 from .coarsen import _clean_grid_mapping, check_regular_time
 from .dims import find_dims
 from .interpolate import hr_template_coords
-from .units import TARGET_UNITS, mm_per_hour_factor, to_mm_per_hour
+from .units import TARGET_UNITS
+from .validate import check_time_coordinate, is_precipitation, label_of, precipitation_input
 
 __all__ = ["downscale", "tile_layout", "blend_weights", "seam_statistic", "ModelHandle", "position_noise"]
 
 ModelLike = Union["SRModel", str, os.PathLike]  # noqa: F821
 
 _CONTEXT_MODES = ("pad", "drop")
+#: members per output chunk: members are independent, so the member axis is chunked and a
+#: chunk's memory does not grow with ``n_members``; a function of ``n_members`` only, so
+#: every chunking of the input sends the same (sample, members) batches to the networks
+MEMBERS_PER_CHUNK = 16
+#: the largest ``n_members`` accepted (the output of a larger ensemble is refused with the
+#: memory it would need)
+MAX_MEMBERS = 10_000
 _UNSAFE_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset", "valid_range",
                  "valid_min", "valid_max", "actual_range")
 
@@ -374,45 +382,49 @@ def _get_model(handle: ModelHandle, device: str):
 # the per-chunk computation
 # ---------------------------------------------------------------------------------------
 def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[tuple[int, int, int]],
-                  plan: Mapping[str, Any]) -> np.ndarray:
-    """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, M, T, pS, pS)`` mm/h.
+                  members: np.ndarray, plan: Mapping[str, Any]) -> np.ndarray:
+    """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h.
 
     ``topo`` is ``(n, pS, pS)`` in m or None. ``keys[i] = (t, Y0, X0)``: global LR time
-    index and HR position of sample ``i``; the noise of every member is drawn from them
-    (:func:`position_noise`) through :meth:`SRModel.predict`'s ``noise_fn``.
+    index and HR position of sample ``i``; ``members``: the global member numbers of this
+    output chunk. The noise of every member is drawn from them (:func:`position_noise`)
+    through :meth:`SRModel.predict`'s ``noise_fn``.
     """
     T = model.config.T
     H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
 
     def noise_fn(i: int, m: int, k: int) -> np.ndarray:
         t, y0, x0 = keys[i]
-        return position_noise((plan["seed"], plan["key"], m, t, k), T, y0, x0, H, W)
+        return position_noise((plan["seed"], plan["key"], int(members[m]), t, k), T, y0, x0, H, W)
 
-    return model.predict(x, topography=topo, n_members=plan["M"], sampler=plan["sampler"],
+    return model.predict(x, topography=topo, n_members=len(members), sampler=plan["sampler"],
                          steps=plan["steps"], eta=plan["eta"], device=model.device,
-                         batch_size=_batch_items(plan, model.device), noise_fn=noise_fn)
+                         batch_size=_batch_items(plan, model.device, len(members)), noise_fn=noise_fn)
 
 
-def _batch_items(plan: Mapping[str, Any], dev) -> int:
+def _batch_items(plan: Mapping[str, Any], dev, n_members: int) -> int:
     """``(sample, member)`` items per diffusion call.
 
-    Default on CPU: the ``M`` members of one sample (and one sample per mean-net call), so
-    every call has the same composition whatever the chunking: results are bitwise
-    chunk-invariant. On a GPU (or with an explicit ``batch_size``) samples are batched
-    together, which changes results at float-rounding level only.
+    Default on CPU: the ``n_members`` members of one sample in the output chunk (and one
+    sample per mean-net call), so every call has the same composition whatever the
+    chunking: results are bitwise chunk-invariant. On a GPU (or with an explicit
+    ``batch_size``) samples are batched together, which changes results at
+    float-rounding level only.
     """
     if plan["batch_size"] is not None:
         return int(plan["batch_size"])
-    return 64 if dev.type == "cuda" else int(plan["M"])
+    return 64 if dev.type == "cuda" else int(n_members)
 
 
-def _downscale_block(ctx: np.ndarray, tidx: np.ndarray, topo: Optional[np.ndarray] = None, *,
-                     plan: Mapping[str, Any]) -> np.ndarray:
-    """One output chunk: ``ctx (nt, L, ry, rx)`` LR context with its spatial halo ->
-    ``(M, nt T, (b - a) S, (d - c) S)`` float32 mm/h.
+def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
+                     topo: Optional[np.ndarray] = None, *, plan: Mapping[str, Any]) -> np.ndarray:
+    """One output chunk: ``ctx (nt, L, ry, rx)`` LR context with its spatial halo and the
+    global numbers of its ``members`` -> ``(len(members), nt T, (b - a) S, (d - c) S)``
+    float32 mm/h.
     """
     model = _get_model(plan["handle"], plan["device"])
-    S, T, M = plan["S"], plan["T"], plan["M"]
+    members = np.asarray(members, dtype=np.int64)
+    S, T, M = plan["S"], plan["T"], len(members)
     ra, rc = plan["ra"], plan["rc"]
     (a, b), (c, d) = plan["yrange"], plan["xrange"]
     py, px = plan["py"], plan["px"]
@@ -450,7 +462,7 @@ def _downscale_block(ctx: np.ndarray, tidx: np.ndarray, topo: Optional[np.ndarra
         placed.append(((y0, y1, x0, x1), whr))
 
     samples = [(k, i) for k in range(len(tiles)) for i in range(nt)]
-    bs = _batch_items(plan, model.device)
+    bs = _batch_items(plan, model.device, M)
     group = 1 if bs == M and plan["batch_size"] is None else max(1, bs // M) * 4  # samples per call
     for g0 in range(0, len(samples), group):
         sub = samples[g0:g0 + group]
@@ -461,7 +473,7 @@ def _downscale_block(ctx: np.ndarray, tidx: np.ndarray, topo: Optional[np.ndarra
             tb = np.stack([topo_n[(tiles[k][0] - ra) * S:(tiles[k][0] - ra + py) * S,
                                   (tiles[k][1] - rc) * S:(tiles[k][1] - rc + px) * S] for k, _ in sub])
         keys = [(int(tidx[i]), tiles[k][0] * S, tiles[k][1] * S) for k, i in sub]
-        y = _sample_tiles(model, xb, tb, keys, plan)  # (g, M, T, pyS, pxS)
+        y = _sample_tiles(model, xb, tb, keys, members, plan)  # (g, M, T, pyS, pxS)
         for j, (k, i) in enumerate(sub):
             (y0, y1, x0, x1), whr = placed[k]
             ty, tx = tiles[k]
@@ -502,9 +514,16 @@ def _check_cadence(times: Optional[np.ndarray], model, strict: bool, label: str)
     c = model.config
     hr = c.time_step or model.metadata.get("time_step")
     hr_step = pd.Timedelta(hr) if hr else None
-    if times is None:
-        return hr_step
-    lr = _lr_step(times)
+    lr = None if times is None else _lr_step(times)
+    if hr_step is not None and lr is None:
+        why = ("has no time coordinate" if times is None else
+               "has a single time step" if np.asarray(times).size < 2 else
+               "has a time coordinate without a usable step")
+        warnings.warn(
+            f"{label} {why}, so its cadence cannot be checked against the model's: assuming "
+            f"LR steps of {_fmt_step(hr_step * c.T)} (the model's HR step {_fmt_step(hr_step)} "
+            f"x T={c.T}). Give the input a datetime time coordinate to have it checked",
+            UserWarning, stacklevel=4)
     if lr is None or hr_step is None:
         return hr_step
     expected = hr_step * c.T
@@ -544,19 +563,30 @@ def _check_spacing(da: xr.DataArray, ydim: Hashable, xdim: Hashable, model, stri
         return
     (ry, rx), runits = ref
     S = model.config.S
+
+    def skipped(why: str) -> None:
+        warnings.warn(
+            f"{label}: {why}, so its grid spacing cannot be checked against the model's: "
+            f"assuming LR cells of ({ry * S:g}, {rx * S:g}) {runits} (the model's HR cells of "
+            f"({ry:g}, {rx:g}) {runits} x S={S}). Give the input 1-D {ydim!r}/{xdim!r} "
+            "coordinates with units to have it checked", UserWarning, stacklevel=5)
+
     got = []
     for dim in (ydim, xdim):
-        if dim not in da.coords or da.coords[dim].ndim != 1 or da.sizes[dim] < 2:
-            return
+        if dim not in da.coords:
+            return skipped(f"dimension {dim!r} has no coordinate values")
+        if da.coords[dim].ndim != 1 or da.sizes[dim] < 2:
+            return skipped(f"coordinate {dim!r} has fewer than 2 values")
         v = np.asarray(da.coords[dim].values)
         if not np.issubdtype(v.dtype, np.number):
-            return
+            return skipped(f"coordinate {dim!r} is not numeric")
         step = float(np.median(np.abs(np.diff(v.astype(np.float64))))) / S
         u = str(da.coords[dim].attrs.get("units", "unknown")).strip()
         if runits == "m" and u in _M_UNITS:
             step, u = step * _M_UNITS[u], "m"
         elif u != runits:
-            return  # not comparable (e.g. degrees vs metres)
+            return skipped(f"coordinate {dim!r} has units {u!r}, not comparable with the model's "
+                           f"{runits!r}")
         got.append(step)
     gy, gx = got
     if not (math.isclose(gy, ry, rel_tol=1e-2) and math.isclose(gx, rx, rel_tol=1e-2)):
@@ -633,7 +663,9 @@ def downscale(
         An :class:`~xsuperres.SRModel`, a directory written by ``SRModel.save``, or the
         name of a pretrained model (when ``xsuperres.pretrained`` exists).
     n_members
-        Ensemble size.
+        Ensemble size, at most ``MAX_MEMBERS`` (10,000). Members are independent: the
+        output is chunked along ``member`` (``MEMBERS_PER_CHUNK`` = 16 per chunk), so a
+        chunk's memory does not grow with the ensemble.
     topography
         Elevation in m on the HR grid: a DataArray with the input's y and x dimensions
         of sizes ``(ny S, nx S)`` (coordinates, if any, must match the HR grid). ``None``:
@@ -641,12 +673,13 @@ def downscale(
         with topography (see ``xsuperres.topography`` for GLO-90 / file helpers).
     sampler, steps, eta
         Diffusion sampler (``"ddim"``, ``"dpmpp_2m"``, ``"ancestral"``), its number of
-        steps (``None``: the sampler's default) and DDIM's ``eta``.
+        steps (``None``: the sampler's default) and DDIM's ``eta`` (a finite number).
     seed
         Non-negative integer; with the same seed the members are identical whatever the
         chunking, scheduler, batch size or device (to float rounding).
     device
-        ``"auto"`` (each worker uses its GPU when it has one), ``"cpu"``, ``"cuda"``...
+        ``"auto"`` (each worker uses its GPU when it has one), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``; anything else is refused on the call.
     batch_size
         ``(tile, member)`` items per diffusion-network call (default 16 on CPU, 64 on GPU).
     context
@@ -673,26 +706,46 @@ def downscale(
         interpolated; grid mapping carried over. NaN where the LR input is NaN.
         Attributes: ``units``, ``standard_name`` (the input's, ``lwe_precipitation_rate``
         if it had none), ``cell_methods``, ``history`` and ``xsuperres_*`` entries
-        (model name and version, S, T, L, sampler, steps, seed, context).
+        (model name and version, S, T, L, sampler, steps, eta, tile_size, overlap, seed,
+        context); the ``history`` line names the same settings.
+
+    Warns
+    -----
+    UserWarning
+        When the input has no (usable) time or x/y coordinates, so that its cadence or
+        grid spacing cannot be checked against the model's: the warning says what was
+        assumed.
 
     Raises
     ------
     ValueError
-        Bad arguments, non-rate units, negative values (at compute time for dask input),
-        irregular time, a cadence or grid spacing that disagrees with the model
-        (``strict=True``), a topography of the wrong shape.
+        Bad arguments (non-finite ``eta``, unknown ``device``, ``n_members`` above
+        ``MAX_MEMBERS``), input refused by :mod:`xsuperres.validate` (raw packed values,
+        missing or non-rate units, a time coordinate that is not datetime-like), negative
+        values (at compute time for dask input), irregular time, a cadence or grid spacing
+        that disagrees with the model (``strict=True``), a topography of the wrong shape.
     """
     m = _resolve_model(model)
     c = m.config
     M = _positive_int("n_members", n_members)
+    if M > MAX_MEMBERS:
+        raise ValueError(
+            f"n_members={M} is more than xsuperres downscales in one call ({MAX_MEMBERS}); its "
+            f"output would need {_output_bytes(obj, c, M, dims) / 1e9:.3g} GB (float32). Ask "
+            f"for at most {MAX_MEMBERS} members, or call downscale several times with "
+            "different seeds and concatenate along 'member'")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    eta = _finite_float("eta", eta)
     if context not in _CONTEXT_MODES:
         raise ValueError(f"context must be 'pad' or 'drop', got {context!r}")
     if batch_size is not None:
         batch_size = _positive_int("batch_size", batch_size)
     if not isinstance(device, str):
         device = str(device)
+    from .model import _resolve_device
+
+    _resolve_device(device)  # refuses an unknown device now, not in a worker
     m.check_sampler(sampler, steps, eta)
     m.cap  # noqa: B018  (raises early when the model has no normalization cap)
     n_steps = c.J if sampler == "ancestral" else (steps if steps is not None else
@@ -732,11 +785,10 @@ def downscale(
     for name, var in obj.data_vars.items():
         if not need <= set(var.dims):
             continue
-        try:
-            mm_per_hour_factor(var.attrs.get("units"), repr(name))
-        except ValueError as err:
+        if not is_precipitation(var):
             skipped.append(name)
-            reasons.append(str(err))
+            units = var.attrs.get("units")
+            reasons.append(f"{name!s} has " + (f"units {units!r}" if units is not None else "no units"))
             continue
         out_vars[name] = _downscale_dataarray(var, found, opts)
     if not out_vars:
@@ -757,7 +809,19 @@ def downscale(
 
 def _call_text(c, opts) -> str:
     return (f"downscale(S={c.S}, T={c.T}, L={c.L}, n_members={opts['M']}, sampler={opts['sampler']!r}, "
-            f"steps={opts['n_steps']}, seed={opts['seed']}, context={opts['context']!r})")
+            f"steps={opts['n_steps']}, eta={opts['eta']:g}, seed={opts['seed']}, "
+            f"context={opts['context']!r}, tile_size={opts['p'] * c.S}, overlap={opts['overlap']})")
+
+
+def _output_bytes(obj, c, M: int, dims) -> float:
+    """float32 bytes of the whole output of ``M`` members (for the refusal message)."""
+    try:
+        found = find_dims(obj, dims)
+        n = obj.sizes[found["time"]] * obj.sizes[found["y"]] * obj.sizes[found["x"]]
+    except Exception:  # noqa: BLE001 - only for a message
+        return float("nan")
+    nvars = 1 if isinstance(obj, xr.DataArray) else max(1, len(obj.data_vars))
+    return 4.0 * M * n * c.T * c.S * c.S * nvars
 
 
 def _downscale_dataarray(da: xr.DataArray, found: Mapping[str, Hashable], opts: Mapping[str, Any]) -> xr.DataArray:
@@ -785,15 +849,16 @@ def _downscale_core(da: xr.DataArray, found: Mapping[str, Hashable], opts: Mappi
     c = model.config
     S, T, L = c.S, c.T, c.L
     tdim, ydim, xdim = found["time"], found["y"], found["x"]
-    label = f"variable {da.name!r}" if da.name is not None else "the input"
+    label = label_of(da)
     n, ny, nx = da.sizes[tdim], da.sizes[ydim], da.sizes[xdim]
     if min(n, ny, nx) < 1:
         raise ValueError(f"{label} is empty: sizes {dict(da.sizes)}")
 
-    # units (lazy), dtype, regular time, cadence and spacing
-    conv = to_mm_per_hour(da, label)
+    # decoded values, units (lazy), float dtype, datetime and regular time, cadence, spacing
+    conv = precipitation_input(da, label)
     times = np.asarray(da.coords[tdim].values) if tdim in da.coords else None
     if times is not None:
+        check_time_coordinate(times, tdim, label)
         check_regular_time(times, tdim)
         if times.size >= 2 and np.issubdtype(np.asarray(times).dtype, np.datetime64) \
                 and not times[1] > times[0]:
@@ -812,7 +877,7 @@ def _downscale_core(da: xr.DataArray, found: Mapping[str, Hashable], opts: Mappi
         if np.nanmin(vals, initial=np.inf) < 0:
             raise ValueError(f"{label} has negative values (minimum {float(np.nanmin(vals)):g} "
                              "mm h-1); precipitation must be >= 0")
-        per_step = 4 * M * T * S * S * ny * nx
+        per_step = 4 * min(M, MEMBERS_PER_CHUNK) * T * S * S * ny * nx
         conv = conv.chunk({tdim: int(max(1, min(n, 128e6 // per_step)))})
         check_negative = False
     else:
@@ -830,6 +895,7 @@ def _downscale_core(da: xr.DataArray, found: Mapping[str, Hashable], opts: Mappi
         tchunks = X[L - 1:].chunks[0]
     ctx = dsa.stack([Xp[l:l + n_out].rechunk({0: tchunks}) for l in range(L)], axis=1)
     tidx = dsa.arange(t0, t0 + n_out, chunks=(tchunks,), dtype=np.int64)
+    members = dsa.arange(M, chunks=min(M, MEMBERS_PER_CHUNK), dtype=np.int64)
 
     # topography
     topo = None
@@ -863,12 +929,12 @@ def _downscale_core(da: xr.DataArray, found: Mapping[str, Hashable], opts: Mappi
             rc, rd = min(tx), max(tx) + px
             plan = dict(base, ra=ra, rc=rc, yrange=(a, b), xrange=(cc, d), ty=ty, tx=tx)
             sub = ctx[:, :, ra:rb, rc:rd].rechunk({0: tchunks, 1: L, 2: rb - ra, 3: rd - rc})
-            args: list[Any] = [sub, "tlyx", tidx, "t"]
+            args: list[Any] = [members, "m", sub, "tlyx", tidx, "t"]
             if topo is not None:
                 args += [topo[ra * S:rb * S, rc * S:rd * S].rechunk(-1), "YX"]
-            name = "xsuperres-downscale-" + tokenize(sub, tidx, plan, topo is not None)
+            name = "xsuperres-downscale-" + tokenize(members, sub, tidx, plan, topo is not None)
             row.append(dsa.blockwise(
-                _downscale_block, "mtyx", *args, new_axes={"m": M},
+                _downscale_block, "mtyx", *args,
                 adjust_chunks={"t": lambda k: k * T, "y": ((b - a) * S,), "x": ((d - cc) * S,)},
                 dtype=np.float32, concatenate=True, meta=np.empty((0, 0, 0, 0), np.float32),
                 name=name, plan=plan))
@@ -934,6 +1000,9 @@ def _attrs(src: Mapping[str, Any], model, opts, c) -> dict[str, Any]:
         "xsuperres_L": c.L,
         "xsuperres_sampler": opts["sampler"],
         "xsuperres_steps": int(opts["n_steps"]),
+        "xsuperres_eta": float(opts["eta"]),
+        "xsuperres_tile_size": int(opts["p"] * c.S),
+        "xsuperres_overlap": int(opts["overlap"]),
         "xsuperres_seed": opts["seed"],
         "xsuperres_n_members": opts["M"],
         "xsuperres_context": (
@@ -983,7 +1052,7 @@ def run_cli(args) -> int:
 
     start = _time.perf_counter()
     chunks = _parse_chunks(args.chunks)
-    ds = xr.open_dataset(args.input, decode_coords="all")
+    ds = xr.open_dataset(args.input, engine="netcdf4", decode_coords="all")   # the package's engine
     if not chunks:
         chunks = {"time": 24} if "time" in ds.dims else {}
     missing = [d for d in chunks if d not in ds.dims]
@@ -1002,7 +1071,7 @@ def run_cli(args) -> int:
                     strict=not args.no_strict)
     target = str(args.output)
     if target.endswith(".nc"):
-        job = out.to_netcdf(target, compute=False)
+        job = out.to_netcdf(target, engine="netcdf4", compute=False)
     else:
         job = out.to_zarr(target, mode="w", compute=False)
     if args.no_progress:

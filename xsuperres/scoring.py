@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
 from .dims import DimensionError, find_dims
 from .metrics import METRICS
-from .units import TARGET_UNITS, to_mm_per_hour
+from .units import TARGET_UNITS
+from .validate import is_precipitation, precipitation_input
 
 __all__ = ["score"]
 
@@ -33,7 +36,9 @@ _DESCRIPTIONS = {
 
 _NAN_NOTE = (
     "NaN pixels of truth are excluded from every metric (and the same pixels of every member); "
-    "lsd and ssim set them to 0 in both fields and skip all-NaN frames"
+    "so are pixels where any member of pred is NaN and truth is not (counted in "
+    "n_excluded_pred_nan, with a warning); lsd and ssim set excluded pixels to 0 in both "
+    "fields and skip all-NaN frames"
 )
 _PIT_NOTE = "pitd uses mid-rank PIT for ties: u = (#{X < y} + 0.5 #{X == y}) / |X|"
 
@@ -53,29 +58,59 @@ def _spatial_vars(ds: xr.Dataset, dims: Mapping | None) -> list[Hashable]:
     return [v for v in ds.data_vars if _has_yx(ds[v], dims)]
 
 
+def _units_text(da: xr.DataArray) -> str:
+    u = da.attrs.get("units")
+    return f"units {u!r}" if u is not None else "no units"
+
+
+def _warn_skipped(skipped: Mapping[Hashable, str]) -> None:
+    if skipped:
+        listed = ", ".join(f"{n!s} ({why})" for n, why in skipped.items())
+        warnings.warn(f"score: skipped variable(s) that are not precipitation rates: {listed}",
+                      UserWarning, stacklevel=4)
+
+
 def _pick(ds: xr.Dataset, da: xr.DataArray, dims: Mapping | None, role: str) -> xr.DataArray:
     """The variable of ``ds`` that pairs with the DataArray ``da``."""
     names = _spatial_vars(ds, dims)
     if da.name in names:
         return ds[da.name]
+    rates = [n for n in names if is_precipitation(ds[n])]
+    if len(rates) == 1:
+        _warn_skipped({n: _units_text(ds[n]) for n in names if n not in rates})
+        return ds[rates[0]]
     if len(names) == 1:
         return ds[names[0]]
     raise ValueError(
         f"cannot tell which variable of the {role} Dataset to score: it has (y, x) variables "
-        f"{[str(n) for n in names]} and the other input is a DataArray named {da.name!r}; "
-        "pass a DataArray or name them alike"
+        f"{[str(n) for n in names]} ({len(rates)} with precipitation-rate units) and the other "
+        f"input is a DataArray named {da.name!r}; pass a DataArray or name them alike"
     )
 
 
 def _pairs(pred: xr.DataArray | xr.Dataset, truth: xr.DataArray | xr.Dataset, dims: Mapping | None) -> list[Pair]:
-    """``(name, pred, truth)`` for each variable to score; name is None for a single one."""
+    """``(name, pred, truth)`` for each variable to score; name is None for a single one.
+
+    Two Datasets: the (y, x) variables they share whose units (in both) are
+    precipitation rates; the others are skipped with a warning that names them.
+    """
     if isinstance(pred, xr.Dataset) and isinstance(truth, xr.Dataset):
-        names = [v for v in _spatial_vars(pred, dims) if v in truth.data_vars and _has_yx(truth[v], dims)]
-        if not names:
+        common = [v for v in _spatial_vars(pred, dims) if v in truth.data_vars and _has_yx(truth[v], dims)]
+        if not common:
             raise ValueError(
                 "pred and truth Datasets have no variable with (y, x) dimensions in common: "
                 f"pred has {list(map(str, pred.data_vars))}, truth has {list(map(str, truth.data_vars))}"
             )
+        names = [v for v in common if is_precipitation(pred[v]) and is_precipitation(truth[v])]
+        skipped = {v: f"pred {_units_text(pred[v])}, truth {_units_text(truth[v])}"
+                   for v in common if v not in names}
+        if not names:
+            raise ValueError(
+                "pred and truth Datasets have no precipitation variable to score: the shared (y, x) "
+                f"variables are {', '.join(f'{v!s} ({why})' for v, why in skipped.items())}; "
+                "precipitation needs rate units, e.g. ds[name].attrs['units'] = 'mm h-1'"
+            )
+        _warn_skipped(skipped)
         if len(names) == 1:
             return [(None, pred[names[0]], truth[names[0]])]
         return [(str(v), pred[v], truth[v]) for v in names]
@@ -87,11 +122,6 @@ def _pairs(pred: xr.DataArray | xr.Dataset, truth: xr.DataArray | xr.Dataset, di
 
 
 # --------------------------------------------------------------------------- checks
-def _in_mm_per_hour(da: xr.DataArray) -> xr.DataArray:
-    """Convert to mm h-1 when a ``units`` attribute is present; otherwise assume mm h-1."""
-    return to_mm_per_hour(da) if "units" in da.attrs else da
-
-
 def _check_grids(pred: xr.DataArray, truth: xr.DataArray, member_dim: Hashable) -> None:
     """Raise a ``ValueError`` naming the first dimension on which the grids differ."""
     if member_dim in truth.dims:
@@ -150,23 +180,43 @@ def _as_blocks(pred: xr.DataArray, truth: xr.DataArray, kept: list[Hashable], sp
     return p.reshape(p.shape[0], *t.shape), t
 
 
+def _exclude_pred_nan(p: np.ndarray, t: np.ndarray, label: str) -> tuple[np.ndarray, int]:
+    """Set truth to NaN where a member of ``p`` is NaN and ``t`` is not; return the count."""
+    holes = np.isnan(p).any(axis=0) & ~np.isnan(t)
+    n = int(holes.sum())
+    if n:
+        n_valid = int((~np.isnan(t)).sum())
+        t = np.where(holes, np.nan, t)
+        warnings.warn(
+            f"score: {label} is NaN at {n} pixel(s) where truth is valid ({100 * n / n_valid:.3g}% "
+            "of the valid truth pixels); they are excluded from every metric (recorded in the "
+            "attribute n_excluded_pred_nan). Fill or mask them if that is not what you want",
+            UserWarning, stacklevel=4)
+    return t, n
+
+
 def _score_array(pred: xr.DataArray, truth: xr.DataArray, dim: str | Sequence[str] | None,
-                 member_dim: Hashable, dims: Mapping | None) -> tuple[dict[str, xr.DataArray], int]:
-    """The eight metrics of one variable, and its number of members."""
-    pred, truth = _in_mm_per_hour(pred), _in_mm_per_hour(truth)
+                 member_dim: Hashable, dims: Mapping | None, name: str | None = None
+                 ) -> tuple[dict[str, xr.DataArray], int, int]:
+    """The eight metrics of one variable, its number of members and of excluded pixels."""
+    suffix = f" variable {name!r}" if name is not None else (
+        f" {pred.name!r}" if pred.name is not None else "")
+    pred = precipitation_input(pred, f"pred{suffix}")
+    truth = precipitation_input(truth, f"truth{suffix}")
     _check_grids(pred, truth, member_dim)
     yx = find_dims(truth, dims, roles=("y", "x"))
     spatial = [yx["y"], yx["x"]]
     kept = _kept_dims(truth, dim, spatial, member_dim, dims)
     p, t = _as_blocks(pred, truth, kept, spatial, member_dim)
+    t, n_excluded = _exclude_pred_nan(p, t, f"pred{suffix}")
     kshape = t.shape[: len(kept)]
-    values = {name: np.empty(kshape) for name in METRICS}
+    values = {m: np.empty(kshape) for m in METRICS}
     for idx in np.ndindex(kshape):
-        for name, info in METRICS.items():
-            values[name][idx] = info.func(p[(slice(None), *idx)], t[idx])
+        for m, info in METRICS.items():
+            values[m][idx] = info.func(p[(slice(None), *idx)], t[idx])
     coords = {k: c for k, c in truth.coords.items() if set(c.dims) <= set(kept)}
-    out = {name: xr.DataArray(v, dims=kept, coords=coords, attrs=_attrs(name)) for name, v in values.items()}
-    return out, p.shape[0]
+    out = {m: xr.DataArray(v, dims=kept, coords=coords, attrs=_attrs(m)) for m, v in values.items()}
+    return out, p.shape[0], n_excluded
 
 
 def _attrs(name: str) -> dict[str, Any]:
@@ -192,13 +242,16 @@ def score(
     Parameters
     ----------
     pred : xarray.DataArray or xarray.Dataset
-        Predicted precipitation (mm h-1, or any rate with a ``units`` attribute,
-        converted to mm h-1; without ``units`` it is taken as mm h-1). An optional
+        Predicted precipitation with a rate ``units`` attribute (``"mm h-1"``,
+        ``"mm/d"``, ``"kg m-2 s-1"``, ...; converted to mm h-1). Missing units are an
+        error, as everywhere in xsuperres (:mod:`xsuperres.validate`). An optional
         ``member_dim`` dimension holds ensemble members; without it ``pred`` is a
-        one-member ensemble.
+        one-member ensemble. Pixels where a member is NaN and the truth is valid are
+        excluded from every metric, with a ``UserWarning`` giving their number (also
+        in the ``n_excluded_pred_nan`` attribute).
     truth : xarray.DataArray or xarray.Dataset
-        Target precipitation on the same grid: the same dimensions as ``pred``
-        (except ``member_dim``) with identical coordinates. NaN pixels (e.g.
+        Target precipitation on the same grid, with rate units: the same dimensions as
+        ``pred`` (except ``member_dim``) with identical coordinates. NaN pixels (e.g.
         outside radar coverage) are excluded, see :mod:`xsuperres.metrics`.
     dim : str or sequence of str, optional
         Dimension(s) to keep *out* of the reduction, e.g. ``"time"`` for one score
@@ -217,17 +270,20 @@ def score(
         Variables ``mse, mae, pe99, lsd, emd, ssim, pitd, crps`` with dimensions
         ``dim`` (scalars by default), each with ``units``, ``long_name``,
         ``better`` (``"higher"`` or ``"lower"``) and ``description`` attributes.
-        For Dataset inputs the variables with (y, x) dimensions present in both
-        are scored; with more than one the output variables are named
+        For Dataset inputs the precipitation variables (rate units) with (y, x)
+        dimensions present in both are scored, and the others are skipped with a
+        ``UserWarning`` that names them; with more than one the output variables are named
         ``<var>_<metric>``. A Dataset against a DataArray scores the variable
-        with the DataArray's name, or the only (y, x) variable. Attributes:
-        ``n_members``, ``missing_values`` and ``pit_ties``.
+        with the DataArray's name, or the only (y, x) precipitation variable.
+        Attributes: ``n_members``, ``missing_values``, ``n_excluded_pred_nan`` and
+        ``pit_ties``.
 
     Raises
     ------
     ValueError
         If the grids differ (the message names the dimension), a ``dim`` is not
-        a dimension, or Dataset variables cannot be paired.
+        a dimension, Dataset variables cannot be paired, units are missing or not a
+        precipitation rate, or values are raw packed integers.
 
     Notes
     -----
@@ -237,9 +293,11 @@ def score(
     """
     pairs = _pairs(pred, truth, dims)
     data: dict[str, xr.DataArray] = {}
-    n_members = 1
+    n_members, n_excluded = 1, 0
     for name, p, t in pairs:
-        metrics, n_members = _score_array(p, t, dim, member_dim, dims)
+        metrics, n_members, n_nan = _score_array(p, t, dim, member_dim, dims, name)
+        n_excluded += n_nan
         data.update({(m if name is None else f"{name}_{m}"): v for m, v in metrics.items()})
-    attrs = {"n_members": n_members, "units_basis": TARGET_UNITS, "missing_values": _NAN_NOTE, "pit_ties": _PIT_NOTE}
+    attrs = {"n_members": n_members, "units_basis": TARGET_UNITS, "missing_values": _NAN_NOTE,
+             "n_excluded_pred_nan": n_excluded, "pit_ties": _PIT_NOTE}
     return xr.Dataset(data, attrs=attrs)

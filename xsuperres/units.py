@@ -80,9 +80,10 @@ _STANDARD_NAMES = {
 
 
 def _label(da: xr.DataArray, name: str | None) -> str:
+    """The subject of a message: ``name`` as given, else ``variable 'NAME'``."""
     if name is not None:
         return str(name)
-    return repr(da.name) if da.name is not None else "<unnamed DataArray>"
+    return f"variable {da.name!r}" if da.name is not None else "the input (an unnamed DataArray)"
 
 
 def _advice(label: str) -> str:
@@ -129,7 +130,7 @@ def _pint_factor(units: str) -> tuple[float | None, str]:
     return None, f"its dimensionality {dim} is neither length/time nor mass/(area time)"
 
 
-def mm_per_hour_factor(units: str, name: str = "<variable>") -> float:
+def mm_per_hour_factor(units: str, name: str = "the variable") -> float:
     """Multiplicative factor from ``units`` to mm h-1.
 
     Parameters
@@ -138,7 +139,7 @@ def mm_per_hour_factor(units: str, name: str = "<variable>") -> float:
         A precipitation rate (length/time) or water mass flux (mass/area/time)
         unit string, e.g. ``"mm/d"`` or ``"kg m-2 s-1"``.
     name : str, optional
-        Variable name used in error messages.
+        Subject of error messages, e.g. ``"variable 'pr'"``.
 
     Returns
     -------
@@ -152,7 +153,7 @@ def mm_per_hour_factor(units: str, name: str = "<variable>") -> float:
         precipitation rate.
     """
     if not isinstance(units, str) or not units.strip():
-        raise ValueError(f"variable {name} has an empty or non-string 'units' attribute "
+        raise ValueError(f"{name} has an empty or non-string 'units' attribute "
                          f"({units!r}). {_advice(name)}")
     key = _normalise(units)
     if key in _FACTORS:
@@ -160,7 +161,7 @@ def mm_per_hour_factor(units: str, name: str = "<variable>") -> float:
     factor, reason = _pint_factor(units)
     if factor is None:
         raise ValueError(
-            f"variable {name} has units {units!r}, which cannot be converted to "
+            f"{name} has units {units!r}, which cannot be converted to "
             f"{TARGET_UNITS}: {reason}. {_advice(name)}"
         )
     return factor
@@ -177,7 +178,8 @@ def to_mm_per_hour(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
         (``"kg m-2 s-1"``, ...; converted with a liquid-water density of
         1000 kg m-3, so 1 kg m-2 = 1 mm). Lazy (dask) data stay lazy.
     name : str, optional
-        Name used in error messages; default ``da.name``.
+        Subject of error messages (e.g. ``"variable 'pr'"``); default
+        ``variable 'NAME'`` from ``da.name``.
 
     Returns
     -------
@@ -207,7 +209,7 @@ def to_mm_per_hour(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
     units = da.attrs.get("units")
     if units is None:
         raise ValueError(
-            f"variable {label} has no 'units' attribute, so its precipitation units are "
+            f"{label} has no 'units' attribute, so its precipitation units are "
             f"unknown. {_advice(label)}"
         )
     factor = mm_per_hour_factor(units, label)
@@ -266,7 +268,7 @@ def check_precipitation(da: xr.DataArray, name: str | None = None) -> None:
     n_neg = int((da < 0).sum())
     units = da.attrs.get("units", "(no units attribute)")
     raise ValueError(
-        f"variable {label} has {n_neg} negative value(s) (minimum {vmin:g} {units}); "
+        f"{label} has {n_neg} negative value(s) (minimum {vmin:g} {units}); "
         "precipitation must be >= 0 (NaN is allowed for missing data). Clip tiny negative "
         "round-off with da.clip(min=0) if that is what they are, otherwise check the data."
     )

@@ -8,8 +8,11 @@ Rules
 -----
 * Every event is a DataArray with a time and two spatial dimensions (found with
   :func:`xsuperres.find_dims`), transposed to ``(time, y, x)``.
-* Units are converted with :func:`xsuperres.to_mm_per_hour`; data without a ``units``
-  attribute or with negative values are refused, naming the variable.
+* Entry follows :mod:`xsuperres.validate` (the rule every entry point shares): raw
+  packed values and data without precipitation-rate ``units`` are refused, integers
+  become float32, and values are converted to mm h-1; negative values are refused too,
+  naming the variable. A time coordinate must hold datetimes (numbers without a
+  calendar and strings are refused, with how to decode them).
 * An event's time steps must be regular (samples never bridge a gap; split the data
   into several events instead). All events must share one cadence and one grid spacing.
 * Samples never cross events: each event is tiled and sampled on its own.
@@ -28,7 +31,8 @@ import xarray as xr
 
 from ..coarsen import check_regular_time
 from ..dims import find_dims
-from ..units import check_precipitation, to_mm_per_hour
+from ..units import check_precipitation
+from ..validate import check_time_coordinate, precipitation_input
 
 __all__ = ["Event", "PreparedData", "prepare_events", "format_time_step", "SOURCE_ATTRS"]
 
@@ -138,6 +142,7 @@ def _cadence(da: xr.DataArray, time_dim: Hashable, label: str) -> np.timedelta64
     if time_dim not in da.coords:
         return None
     values = np.asarray(da.coords[time_dim].values)
+    check_time_coordinate(values, time_dim, f"variable {label}")
     if not np.issubdtype(values.dtype, np.datetime64):
         return None
     if values.size < 2:
@@ -296,8 +301,8 @@ def prepare_events(
         extra = [d for d in da.dims if d not in (tdim, ydim, xdim)]
         if extra:
             raise ValueError(f"variable {label} has extra dimensions {extra}; select one value of each")
-        da = to_mm_per_hour(da, name=label)
-        check_precipitation(da, name=label)
+        da = precipitation_input(da, f"variable {label}")
+        check_precipitation(da, name=f"variable {label}")
         da = da.transpose(tdim, ydim, xdim)
         cadences.append(_cadence(da, tdim, label))
         spacings.append(_spacing(da, ydim, xdim))

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import xarray as xr
 
-from ..coarsen import coarsen_perfect
+from ..coarsen import block_mean
 from .tiles import Tile
 
 __all__ = ["RECORD_DTYPE", "block_has_nan", "coarsen_numpy", "make_samples", "SampleDataset"]
@@ -51,8 +50,10 @@ def coarsen_numpy(hr: np.ndarray, S: int, T: int) -> np.ndarray:
     numpy.ndarray
         ``(time // T, y // S, x // S)``, dtype of ``hr`` (float).
     """
-    da = xr.DataArray(hr, dims=("time", "y", "x"))
-    return np.asarray(coarsen_perfect(da, S, T, boundary="trim").values)
+    a = np.asarray(hr)
+    nt, ny, nx = a.shape
+    a = a[: nt - nt % T, : ny - ny % S, : nx - nx % S]
+    return np.asarray(block_mean(a, {0: T, 1: S, 2: S}))
 
 
 def block_has_nan(hr: np.ndarray, tile: Tile, T: int) -> np.ndarray:

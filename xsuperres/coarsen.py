@@ -26,7 +26,6 @@ Conventions
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
@@ -36,19 +35,15 @@ import numpy as np
 import xarray as xr
 
 from .cf import append_cell_methods, append_history
+from .checks import positive_int
 from .dims import find_dims
 from .validate import check_decoded, check_time_coordinate, is_precipitation, precipitation_input
 
-__all__ = ["block_mean", "coarsen_perfect", "check_factor", "check_regular_time"]
+__all__ = ["block_mean", "coarsen_perfect", "check_regular_time"]
 
 XarrayObj = TypeVar("XarrayObj", xr.DataArray, xr.Dataset)
 
 
-def check_factor(value: Any, name: str) -> int:
-    """Return ``value`` as an ``int`` if it is a positive integer, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _result_dtype(dtype: np.dtype) -> np.dtype:
@@ -259,8 +254,8 @@ def coarsen_perfect(
     xsuperres.DimensionError
         If the time, y or x dimension cannot be found.
     """
-    S = check_factor(S, "S")
-    T = check_factor(T, "T")
+    S = positive_int(S, "S")
+    T = positive_int(T, "T")
     found = find_dims(obj, dims)
     time_dim, ydim, xdim = found["time"], found["y"], found["x"]
     factors: dict[Hashable, int] = {time_dim: T, ydim: S, xdim: S}

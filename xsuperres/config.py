@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from .checks import finite_float, positive_int
 
 __all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES"]
 
@@ -58,28 +59,6 @@ def _known_presets() -> tuple[str, ...]:
     except Exception:  # pragma: no cover - torch missing or nn not importable
         return _FALLBACK_PRESETS
     return tuple(PRESETS)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(v)
-
-
-def _finite_float(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -151,13 +130,13 @@ class SRConfig:
             object.__setattr__(self, name, value)
 
         for name in ("S", "T", "L", "tile_size"):
-            put(name, _positive_int(name, getattr(self, name)))
-        J = _positive_int("J", self.J)
+            put(name, positive_int(getattr(self, name), name))
+        J = positive_int(self.J, "J")
         if J < 2:
             raise ValueError(f"J must be an integer >= 2, got {self.J!r}")
         put("J", J)
-        bmin = _finite_float("beta_min", self.beta_min)
-        bmax = _finite_float("beta_max", self.beta_max)
+        bmin = finite_float(self.beta_min, "beta_min")
+        bmax = finite_float(self.beta_max, "beta_max")
         if not 0.0 < bmin < 1.0:
             raise ValueError(f"beta_min must lie in (0, 1), got {self.beta_min!r}")
         if not bmin < bmax < 1.0:
@@ -166,11 +145,11 @@ class SRConfig:
             )
         put("beta_min", bmin)
         put("beta_max", bmax)
-        power = _finite_float("power", self.power)
+        power = finite_float(self.power, "power")
         if not power > 0:
             raise ValueError(f"power must be > 0, got {self.power!r}")
         put("power", power)
-        thr = _finite_float("threshold", self.threshold)
+        thr = finite_float(self.threshold, "threshold")
         if not thr >= 0:
             raise ValueError(f"threshold must be >= 0, got {self.threshold!r}")
         put("threshold", thr)
@@ -193,7 +172,7 @@ class SRConfig:
                     f"'5min' (or None), got {self.time_step!r}"
                 )
         if self.cap is not None:
-            cap = _finite_float("cap", self.cap)
+            cap = finite_float(self.cap, "cap")
             if not cap > 0:
                 raise ValueError(f"cap must be > 0 (mm/h) or None, got {self.cap!r}")
             put("cap", cap)
@@ -305,8 +284,8 @@ class SRConfig:
         -------
         SRConfig
         """
-        S = _positive_int("S", S)
-        T = _positive_int("T", T)
+        S = positive_int(S, "S")
+        T = positive_int(T, "T")
         if (S, T) in PREPRINT_RECIPES:
             values = dict(PREPRINT_RECIPES[(S, T)])
         else:

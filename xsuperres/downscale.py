@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import numbers
 import os
 import shutil
 import tempfile
@@ -61,16 +60,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import _finite_float, _positive_int
-from ._version import __version__
 from .cf import append_history
+from .checks import TOPOGRAPHY_FIX, finite_array, finite_float, positive_int
+from .checks import seed as check_seed
 from .coarsen import _clean_grid_mapping, check_regular_time
 from .dims import find_dims
 from .interpolate import hr_template_coords
+from .noise import position_noise
 from .units import TARGET_UNITS
 from .validate import check_time_coordinate, is_precipitation, label_of, precipitation_input
+from ._version import __version__
 
-__all__ = ["downscale", "tile_layout", "blend_weights", "seam_statistic", "ModelHandle", "position_noise"]
+__all__ = ["downscale", "tile_layout", "blend_weights", "seam_statistic", "ModelHandle", "position_noise"]  # position_noise: from .noise
 
 ModelLike = Union["SRModel", str, os.PathLike]  # noqa: F821
 
@@ -173,67 +174,6 @@ def seam_statistic(hr: np.ndarray, S: int, tile_size: int, overlap: Optional[int
 def _tiles_for(lo: int, hi: int, starts: list[int], p: int) -> list[int]:
     """Tiles (starts) of the global layout that overlap ``[lo, hi)``."""
     return [s for s in starts if s < hi and s + p > lo]
-
-
-# ---------------------------------------------------------------------------------------
-# counter-based noise keyed by global position
-# ---------------------------------------------------------------------------------------
-_M64 = (1 << 64) - 1
-
-
-def _mix_int(z: int) -> int:
-    """splitmix64 finaliser on a Python int (64-bit wrap-around)."""
-    z &= _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
-
-
-def _mix_arr(z: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (numpy wraps silently)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def _key(words) -> int:
-    h = 0x9E3779B97F4A7C15
-    for w in words:
-        h = _mix_int(h ^ _mix_int(int(w) + 0x632BE59BD9B4E019))
-    return h
-
-
-def position_noise(key, T: int, y0: int, x0: int, H: int, W: int) -> np.ndarray:
-    """Standard-normal float32 noise ``(T, H, W)`` keyed by global HR position.
-
-    Parameters
-    ----------
-    key
-        Sequence of non-negative integers (seed, member, LR time index, draw, ...).
-    T
-        HR steps of the block.
-    y0, x0
-        Global HR row and column of the first pixel.
-    H, W
-        Size of the patch in HR pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``z[k, i, j]`` depends only on ``(key, k, y0 + i, x0 + j)``: two overlapping
-        patches get identical values where they overlap (counter-based: a
-        splitmix64 hash of the key and position, then Box-Muller).
-    """
-    k0 = np.uint64(_key(key))
-    kk = np.arange(T, dtype=np.uint64)[:, None, None]
-    yy = (np.arange(H, dtype=np.uint64) + np.uint64(y0))[None, :, None]
-    xx = (np.arange(W, dtype=np.uint64) + np.uint64(x0))[None, None, :]
-    pos = (kk << np.uint64(42)) | (yy << np.uint64(21)) | xx
-    h1 = _mix_arr(_mix_arr(pos ^ k0) + np.uint64(0x9E3779B97F4A7C15))
-    h2 = _mix_arr(h1 ^ np.uint64(0xD1B54A32D192ED03))
-    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-    u2 = (h2 >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,10 +381,7 @@ def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
     x = np.nan_to_num(ctx, nan=0.0)
     topo_n = None  # in m; SRModel.predict scales it with the model's training range
     if topo is not None:
-        topo_n = np.asarray(topo, dtype=np.float64)
-        if not np.isfinite(topo_n).all():
-            raise ValueError("xsuperres.downscale: the topography contains NaN or infinite "
-                             "values (fill the sea with 0 m, e.g. topo.fillna(0))")
+        topo_n = finite_array(np.asarray(topo, dtype=np.float64), "topography", TOPOGRAPHY_FIX)
 
     hy, hx = (b - a) * S, (d - c) * S
     acc = np.zeros((M, nt, T, hy, hx), dtype=np.float32)
@@ -727,20 +664,19 @@ def downscale(
     """
     m = _resolve_model(model)
     c = m.config
-    M = _positive_int("n_members", n_members)
+    M = positive_int(n_members, "n_members")
     if M > MAX_MEMBERS:
         raise ValueError(
             f"n_members={M} is more than xsuperres downscales in one call ({MAX_MEMBERS}); its "
             f"output would need {_output_bytes(obj, c, M, dims) / 1e9:.3g} GB (float32). Ask "
             f"for at most {MAX_MEMBERS} members, or call downscale several times with "
             "different seeds and concatenate along 'member'")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    eta = _finite_float("eta", eta)
+    seed = check_seed(seed)
+    eta = finite_float(eta, "eta")
     if context not in _CONTEXT_MODES:
         raise ValueError(f"context must be 'pad' or 'drop', got {context!r}")
     if batch_size is not None:
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = positive_int(batch_size, "batch_size")
     if not isinstance(device, str):
         device = str(device)
     from .model import _resolve_device
@@ -750,7 +686,7 @@ def downscale(
     m.cap  # noqa: B018  (raises early when the model has no normalization cap)
     n_steps = c.J if sampler == "ancestral" else (steps if steps is not None else
                                                   (50 if sampler == "ddim" else 20))
-    tile = c.tile_size if tile_size is None else _positive_int("tile_size", tile_size)
+    tile = c.tile_size if tile_size is None else positive_int(tile_size, "tile_size")
     if tile % c.S:
         raise ValueError(f"tile_size must be a multiple of S={c.S}, got {tile}")
     p = tile // c.S
@@ -976,9 +912,8 @@ def _topography_array(topo, ydim, xdim, H, W, da, found, S):
                 raise ValueError(f"topography coordinate {dim!r} does not match the HR grid "
                                  f"(first values {got[:3]} vs {hr[:3]}); interpolate it onto the "
                                  "HR grid first (e.g. xsuperres.topography helpers)")
-    if topo.chunks is None and not np.isfinite(topo.values).all():
-        raise ValueError("topography contains NaN or infinite values (fill the sea with 0 m, "
-                         "e.g. topo.fillna(0))")
+    if topo.chunks is None:
+        finite_array(topo.values, "topography", TOPOGRAPHY_FIX)
     data = topo.data
     return data if isinstance(data, dsa.Array) else dsa.from_array(np.asarray(data, np.float32), chunks=-1)
 

@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 from .cf import append_history
-from .coarsen import check_factor
+from .checks import positive_int
 from .dims import find_dims
 from .grid import refine_2d_coords, refine_coordinate, refine_time
 from .nn.interp import upsample
@@ -106,7 +106,7 @@ def interpolate(
         non-rate units; a time coordinate of strings, or of plain numbers when ``T > 1``
         and no ``hr_step`` is given); an unknown ``method``.
     """
-    S, T = check_factor(S, "S"), check_factor(T, "T")
+    S, T = positive_int(S, "S"), positive_int(T, "T")
     if method not in ("bicubic", "nearest"):
         raise ValueError(f"method must be 'bicubic' or 'nearest', got {method!r}")
     found = find_dims(lr, dims)

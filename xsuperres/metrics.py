@@ -40,6 +40,7 @@ __all__ = [
     "mae",
     "mse",
     "pe99",
+    "pit_deviation",
     "pit_values",
     "pitd",
     "radial_spectrum",
@@ -269,7 +270,16 @@ def pitd(pred: ArrayLike, truth: ArrayLike) -> float:
     0 for a calibrated ensemble; an under-dispersive ensemble has U-shaped PIT
     and a large PITD.
     """
-    u = np.sort(pit_values(pred, truth))
+    return pit_deviation(pit_values(pred, truth))
+
+
+def pit_deviation(u: ArrayLike) -> float:
+    """PITD of given PIT values: ``sqrt(mean((u_(i) - (i - 0.5) / N)**2))`` (unitless).
+
+    ``u`` sorted ascending, ``N`` values (a NaN gives NaN; NaN for no values). The one
+    implementation behind :func:`pitd` and :func:`xsuperres.tune.pit_summary`.
+    """
+    u = np.sort(np.asarray(u, dtype=np.float64).ravel())
     if not u.size:
         return float("nan")
     ref = (np.arange(1, u.size + 1) - 0.5) / u.size

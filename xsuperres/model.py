@@ -42,12 +42,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._version import __version__
+from .checks import TOPOGRAPHY_FIX, finite_array, positive_int
+from .checks import seed as check_seed
 from .config import SRConfig
 from .nn.diffusion import LinearSchedule, sample, sampling_timesteps
 from .nn.interp import upsample
 from .nn.mass import mass_conserve
 from .nn.unet import DeterministicUNet, DiffusionUNet
+from .noise import item_noise, sample_keys
+from ._version import __version__
 
 __all__ = [
     "SRModel",
@@ -291,18 +294,6 @@ def _list(names: Sequence[str], limit: int = 10) -> str:
     return s + (f" ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _seed_int(entropy: Sequence[int]) -> int:
-    """63-bit seed hashed from a sequence of non-negative integers (numpy SeedSequence)."""
-    a, b = np.random.SeedSequence(list(entropy)).generate_state(2, dtype=np.uint32)
-    return ((int(a) << 32) | int(b)) & ((1 << 63) - 1)
-
-
-def _item_noise(entropy: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
-    """Standard-normal float32 CPU tensor of ``shape`` from its own generator."""
-    g = torch.Generator(device="cpu").manual_seed(_seed_int(entropy))
-    return torch.randn(tuple(shape), generator=g, dtype=torch.float32)
-
-
 _KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
 
 
@@ -500,8 +491,7 @@ class SRModel(nn.Module):
                     f"topography must have shape (..., H, W) = (..., {H}, {W}) on the HR "
                     f"grid (S={c.S}), got {t.shape}"
                 )
-            if not np.isfinite(t).all():
-                raise ValueError("topography contains NaN or infinite values")
+            finite_array(t, "topography", TOPOGRAPHY_FIX)
             zmin, zmax = self.normalization.get("topo_min"), self.normalization.get("topo_max")
             if zmin is None:
                 raise ValueError(
@@ -586,7 +576,7 @@ class SRModel(nn.Module):
         N, _, h, w = x_all.shape
         H, W = h * c.S, w * c.S
         out = np.empty((N, c.T, H, W), dtype=np.float32)
-        bs = 16 if batch_size is None else _check_batch(batch_size)
+        bs = 16 if batch_size is None else positive_int(batch_size, "batch_size")
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
@@ -684,16 +674,14 @@ class SRModel(nn.Module):
         """
         c = self.config
         cap = self._cap()
-        M = _check_batch(n_members, "n_members")
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        seed = int(seed)
+        M = positive_int(n_members, "n_members")
+        seed = check_seed(seed)
         n_steps = self._n_steps(sampler, steps, eta, spacing)
         lead, x_all, topo_all = self._prepare(lr, topography)
         N, _, h, w = x_all.shape
         H, W = h * c.S, w * c.S
-        keys = _noise_keys(noise_keys, lead, N)
-        bs = 16 if batch_size is None else _check_batch(batch_size)
+        keys = sample_keys(noise_keys, lead, N)
+        bs = 16 if batch_size is None else positive_int(batch_size, "batch_size")
         out = np.empty((N, M, c.T, H, W), dtype=np.float32)
         if N == 0:
             return out.reshape(lead + (M, c.T, H, W))
@@ -728,7 +716,7 @@ class SRModel(nn.Module):
                                 z = [torch.as_tensor(noise_fn(_s0 + i, m, k), dtype=torch.float32)
                                      for i, m in _sub]
                                 return torch.stack(z).to(_dev)
-                            return torch.stack([_item_noise(e + [k], _shape) for e in _e])
+                            return torch.stack([item_noise(e + [k], _shape) for e in _e])
 
                         def model_fn(r, j, _D=Db, _u=ub, _c=cb):
                             return self.diffusion_net(r, _D, _u, _c, j)
@@ -1034,10 +1022,6 @@ class SRModel(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------
-def _check_batch(n: Any, name: str = "batch_size") -> int:
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)
 
 
 def _topo_slice(
@@ -1048,26 +1032,6 @@ def _topo_slice(
     if topo.shape[0] == 1:
         return torch.from_numpy(np.ascontiguousarray(topo)).to(dev)
     return torch.from_numpy(np.ascontiguousarray(topo[s0 : s0 + n])).to(dev)
-
-
-def _noise_keys(keys: Optional[ArrayLike], lead: tuple[int, ...], N: int) -> list[list[int]]:
-    """Per-sample integer key lists for the noise (default: the flat sample index)."""
-    if keys is None:
-        return [[i] for i in range(N)]
-    k = np.asarray(keys)
-    if not np.issubdtype(k.dtype, np.integer):
-        raise ValueError(f"noise_keys must be integers, got dtype {k.dtype}")
-    if k.shape == lead:
-        k = k.reshape(N, 1)
-    elif k.ndim == len(lead) + 1 and k.shape[:-1] == lead:
-        k = k.reshape(N, k.shape[-1])
-    else:
-        raise ValueError(
-            f"noise_keys must have shape {lead} or {lead} + (K,), got {k.shape}"
-        )
-    if (k < 0).any():
-        raise ValueError("noise_keys must be non-negative")
-    return [list(map(int, row)) for row in k]
 
 
 def _progress(

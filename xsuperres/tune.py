@@ -36,7 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from .config import SRConfig
-from .metrics import pit_values
+from .metrics import pit_deviation, pit_values
 from .training.data import TrainingData, build_training_data
 from .training.loop import fit
 
@@ -213,8 +213,7 @@ def pit_summary(u: np.ndarray, tolerance: float = 0.02) -> dict[str, Any]:
     if not u.size:
         return {"pitd": float("nan"), "outer_fraction": float("nan"), "dispersion": "unknown",
                 "advice": "unknown"}
-    ref = (np.arange(1, u.size + 1) - 0.5) / u.size
-    pitd = float(np.sqrt(np.mean((u - ref) ** 2)))
+    pitd = pit_deviation(u)
     outer = float(np.mean((u < 0.1) | (u > 0.9)))
     if outer > 0.2 + tolerance:
         disp, advice = "under", "larger"

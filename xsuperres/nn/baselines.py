@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+from ..checks import positive_int
 from torch import nn
 
 from .interp import upsample
@@ -26,8 +28,7 @@ def _interp_baseline(lr_context: torch.Tensor, S: int, T: int, mode: str) -> tor
         raise ValueError(
             f"lr_context must have shape (..., L, h, w), got {tuple(lr_context.shape)}"
         )
-    if int(T) != T or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
+    T = positive_int(T, "T")
     hr = upsample(lr_context[..., -1, :, :], S, mode).clamp(min=0)  # (..., H, W)
     return hr.unsqueeze(-3).expand(*hr.shape[:-2], int(T), *hr.shape[-2:]).contiguous()
 

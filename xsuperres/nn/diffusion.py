@@ -56,6 +56,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from ..checks import positive_int
+
 __all__ = [
     "LinearSchedule",
     "v_loss",
@@ -364,8 +366,7 @@ def sampling_timesteps(
         when ``steps >= 2``).
     """
     J = schedule.J
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = positive_int(steps, "steps")
     if steps > J:
         raise ValueError(f"steps must be <= J = {J}, got {steps}")
     if spacing == "linear":

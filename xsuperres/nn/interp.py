@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..checks import positive_int
+
 __all__ = ["upsample"]
 
 
@@ -33,9 +35,7 @@ def upsample(x: torch.Tensor, S: int, mode: str = "bicubic") -> torch.Tensor:
     torch.Tensor
         Shape ``(..., h * S, w * S)``, same dtype as ``x``.
     """
-    if int(S) != S or S < 1:
-        raise ValueError(f"S must be a positive integer, got {S!r}")
-    S = int(S)
+    S = positive_int(S, "S")
     if S == 1:
         return x
     if mode not in ("bicubic", "nearest"):

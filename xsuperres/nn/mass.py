@@ -37,6 +37,8 @@ from typing import Optional
 
 import torch
 
+from ..checks import positive_int
+
 __all__ = ["mass_conserve", "block_sum", "coarsen"]
 
 
@@ -55,7 +57,7 @@ def block_sum(hr: torch.Tensor, S: int, T: int) -> torch.Tensor:
     torch.Tensor
         Shape ``(..., k, H / S, W / S)``.
     """
-    S, T = _check_factor(S, "S"), _check_factor(T, "T")
+    S, T = positive_int(S, "S"), positive_int(T, "T")
     if hr.ndim < 3:
         raise ValueError(f"hr must have at least 3 axes (..., time, y, x), got {tuple(hr.shape)}")
     *lead, KT, H, W = hr.shape
@@ -137,7 +139,7 @@ def mass_conserve(
         raise ValueError(f"power must be > 0, got {power!r}")
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
-    S, T = _check_factor(S, "S"), _check_factor(T, "T")
+    S, T = positive_int(S, "S"), positive_int(T, "T")
     if z.ndim < 3 or z.shape[-3] != T:
         raise ValueError(f"z must have shape (..., T={T}, H, W), got {tuple(z.shape)}")
     H, W = z.shape[-2:]
@@ -180,7 +182,3 @@ def _power(u: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(u == 0, torch.zeros_like(u), u.clamp(min=tiny) ** p)
 
 
-def _check_factor(n: int, name: str) -> int:
-    if int(n) != n or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
-    return int(n)

@@ -60,6 +60,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, Subset
 
 from .._version import __version__
+from ..checks import integer, positive_int
 from ..config import SRConfig
 from ..model import SRModel, _jsonable, _resolve_device
 from ..nn.diffusion import v_loss
@@ -399,12 +400,6 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _machine(device: torch.device) -> dict[str, Any]:
     out = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
            "python": platform.python_version(), "torch_version": torch.__version__,
@@ -467,10 +462,10 @@ def fit(
 
     Other parameters and the return value are those of :func:`train`.
     """
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    patience = _check_int(patience, "patience", 1)
-    mc_start_epoch = _check_int(mc_start_epoch, "mc_start_epoch", 0)
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    patience = positive_int(patience, "patience")
+    mc_start_epoch = integer(mc_start_epoch, "mc_start_epoch", 0)
     if stage not in ("both", "mean"):
         raise ValueError(f"stage must be 'both' or 'mean', got {stage!r}")
     if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):

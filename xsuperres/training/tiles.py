@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import positive_int
+
 __all__ = ["Tile", "tile_grid", "choose_tile_size", "latin_square_folds"]
 
 
@@ -79,9 +81,8 @@ def choose_tile_size(ny: int, nx: int, S: int, tile_size: int = 100) -> int:
     ValueError
         If ``tile_size < S`` or the grid is smaller than ``2 S`` pixels along an axis.
     """
-    S, tile_size, ny, nx = int(S), int(tile_size), int(ny), int(nx)
-    if S < 1:
-        raise ValueError(f"S must be a positive integer, got {S}")
+    S, tile_size = positive_int(S, "S"), positive_int(tile_size, "tile_size")
+    ny, nx = int(ny), int(nx)
     if tile_size < S:
         raise ValueError(
             f"tile_size={tile_size} is smaller than S={S}: a tile must hold at least one "
@@ -122,9 +123,7 @@ def tile_grid(ny: int, nx: int, tile_size: int) -> list[Tile]:
     ValueError
         If ``tile_size < 1`` or not even one tile fits.
     """
-    tile_size = int(tile_size)
-    if tile_size < 1:
-        raise ValueError(f"tile_size must be a positive integer, got {tile_size}")
+    tile_size = positive_int(tile_size, "tile_size")
     n_rows, n_cols = int(ny) // tile_size, int(nx) // tile_size
     if n_rows < 1 or n_cols < 1:
         raise ValueError(f"a grid of {ny} x {nx} pixels holds no tile of {tile_size} x {tile_size}")

@@ -16,10 +16,13 @@ import pytest
 import torch
 from scipy import stats
 
+from xsuperres.nn import diffusion
 from xsuperres.nn.diffusion import (
     SAMPLERS,
     LinearSchedule,
+    SamplerSpec,
     ancestral_sample,
+    check_sampler,
     ddim_sample,
     dpmpp_2m_sample,
     sample,
@@ -33,17 +36,6 @@ SE_MEAN = SD / math.sqrt(N)
 SE_STD = SD / math.sqrt(2 * N)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Run each test on one intra-op thread (restored afterwards).
-
-    The sampling loops are thousands of small element-wise ops: one thread is faster,
-    and multi-threaded tiny ops crawl when the CPU is shared with other processes.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -427,6 +419,62 @@ def test_sample_dispatch_defaults_and_errors():
         sample(model, (2,), sch, sampler="euler")
     with pytest.raises(ValueError):
         sample(model, (2,), sch, sampler="ddim", steps=61)
+
+
+def test_sampler_table_holds_the_defaults():
+    """``SAMPLERS`` is the one place of the default steps and spacing: ``check_sampler``,
+    ``sample`` and the sampler functions all read them from there."""
+    assert {n: (s.steps, s.spacing, s.eta) for n, s in SAMPLERS.items()} == {
+        "ancestral": (None, None, "ignored"),
+        "ddim": (50, "linear", "free"),
+        "dpmpp_2m": (20, "logsnr", "zero"),
+    }
+    sch = LinearSchedule(0.02, J=60)
+    assert check_sampler(sch, "ancestral") == 60
+    assert check_sampler(sch, "ddim") == 50
+    assert check_sampler(sch, "dpmpp_2m") == len(sampling_timesteps(sch, 20, "logsnr"))
+    assert check_sampler(sch, "ddim", 7, spacing="logsnr") == len(sampling_timesteps(sch, 7, "logsnr"))
+    count = {"n": 0}
+
+    def model(r, j):
+        count["n"] += 1
+        return torch.zeros_like(r)
+
+    assert SAMPLERS["ddim"](model, (2,), sch, steps=3, generator=0).shape == (2,)  # callable
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setitem(SAMPLERS, "ddim", SamplerSpec(ddim_sample, steps=7, spacing="logsnr", eta="free"))
+        n = len(sampling_timesteps(sch, 7, "logsnr"))
+        assert check_sampler(sch, "ddim") == n
+        count["n"] = 0
+        sample(model, (2,), sch, sampler="ddim", generator=0)
+        assert count["n"] == n
+        count["n"] = 0
+        ddim_sample(model, (2,), sch, generator=0)
+        assert count["n"] == n
+    finally:
+        mp.undo()
+    assert diffusion.SAMPLERS["ddim"].steps == 50
+
+
+def test_check_sampler_errors():
+    sch = LinearSchedule(0.02, J=60)
+    with pytest.raises(ValueError, match="ancestral sampler always takes J = 60"):
+        check_sampler(sch, "ancestral", 10)
+    with pytest.raises(ValueError, match="spacing applies to 'ddim' and 'dpmpp_2m' only"):
+        check_sampler(sch, "ancestral", spacing="linear")
+    for eta in (-0.1, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="eta must be"):
+            check_sampler(sch, "ddim", 5, eta)
+    with pytest.raises(ValueError, match="deterministic: eta must be 0"):
+        check_sampler(sch, "dpmpp_2m", eta=0.5)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        check_sampler(sch, "euler")
+    with pytest.raises(ValueError):
+        check_sampler(sch, "ddim", 61)
+    with pytest.raises(ValueError, match="spacing"):
+        check_sampler(sch, "ddim", spacing="cosine")
+    assert check_sampler(sch, "ancestral", 60, eta=5.0) == 60  # eta is ignored
 
 
 @pytest.mark.parametrize("spacing", ["linear", "logsnr"])

@@ -470,7 +470,8 @@ def test_model_properties(m103):
         p.numel() for p in m103.parameters())
     r = repr(m103)
     assert "S=10" in r and "T=3" in r and "L=5" in r and "tiny" in r and "55 mm/h" in r
-    assert len(r) < 200
+    total = f"params={n['total'] / 1e6:.2f}M"
+    assert total in r and "\n" not in r  # one line with the parameter count
     assert {k for k, _ in m103.named_children()} == {"mean_net", "diffusion_net"}
     assert m103.schedule.beta_max == 2e-2
     no_attn = SRModel(SRConfig.recipe(10, 3, attention=False, cap=CAP))
@@ -504,7 +505,30 @@ def test_noise_fn_replaces_the_keyed_generator(m103):
     assert m103.check_sampler("ancestral") == m103.config.J
     with pytest.raises(ValueError, match="unknown sampler"):
         m103.check_sampler("euler")
-    assert m103.cap == m103.normalization["cap"]
+    assert m103.cap == CAP
+    with pytest.raises(ValueError, match="cap"):
+        SRModel(SRConfig.recipe(10, 3)).cap  # no cap anywhere: a clear error, not None
+
+
+def test_sampler_defaults_come_from_the_sampler_table(m103, monkeypatch):
+    """``check_sampler`` (and so ``predict``) reads the default steps and spacing of
+    ``xsuperres.nn.diffusion.SAMPLERS``; it returns the network calls per sampler run."""
+    import dataclasses
+
+    from xsuperres.nn import diffusion
+
+    sch = m103.schedule
+    assert m103.check_sampler() == 50
+    assert m103.check_sampler("dpmpp_2m") == len(diffusion.sampling_timesteps(sch, 20, "logsnr"))
+    assert m103.check_sampler("ddim", spacing="logsnr") == len(
+        diffusion.sampling_timesteps(sch, 50, "logsnr"))
+    monkeypatch.setitem(diffusion.SAMPLERS, "ddim",
+                        dataclasses.replace(diffusion.SAMPLERS["ddim"], steps=4))
+    assert m103.check_sampler() == 4
+    lr = rain((1, m103.config.L, 2, 2), seed=8)
+    seen = []
+    m103.predict(lr, n_members=1, device="cpu", progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 4) for i in range(1, 5)]
 
 
 # --------------------------------------------------------------------------- config binding
@@ -642,3 +666,18 @@ def test_claiming_version_1_does_not_bypass_the_binding(bound_dir):
     _edit(bound_dir, EDITS["cap"])  # version 1 claimed *and* the cap edited
     with pytest.raises(ModelFileError, match="config.json was edited after saving"):
         SRModel.load(bound_dir)
+
+
+def test_save_is_byte_reproducible(tmp_path):
+    """Saving one model twice writes identical files (the safetensors header is sorted),
+    so the same in-memory model always gets the same hash (and downscale's worker cache
+    one folder, not a new one per call)."""
+    torch.manual_seed(0)
+    m = SRModel(SRConfig.recipe(2, 2, preset="tiny", tile_size=8, L=2),
+                normalization={"cap": 10.0, "residual_scale": 0.5})
+    a, b = m.save(tmp_path / "a"), m.save(tmp_path / "b")
+    for name in ("model.safetensors", "config.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    back = SRModel.load(a)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k

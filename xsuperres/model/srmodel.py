@@ -1,0 +1,588 @@
+"""The model: :class:`SRModel` (configuration, normalization, inference, save/load).
+
+An :class:`SRModel` bundles, for one pair of factors ``(S, T)``:
+
+* ``mean_net`` -- the deterministic attention U-Net ``U_det`` (stage 1);
+* ``diffusion_net`` -- the residual diffusion U-Net ``U_dif`` (stage 2, v-prediction);
+* ``schedule`` -- the linear variance schedule ``(beta_min, beta_max, J)``;
+* ``normalization`` -- the training-set statistics: precipitation cap (mm/h) and
+  topography range (m);
+* ``config`` (:class:`~xsuperres.config.SRConfig`) and free-form training ``metadata``.
+
+Inference (:meth:`SRModel.predict`) follows the preprint (section 3.2, appendix 9) and
+``docs/model.md``::
+
+    x_n      = clip(x, 0, cap) / cap                        (normalized LR context)
+    context  = BI(x_n(L))                                   (bicubic, not clamped)
+    D        = r_a(MC(F(r_a(U_det(context, M_n))), x[t]))   (deterministic mean)
+    r0       ~ reverse diffusion with U_dif(r_j, D, BI(x_n[t]), context, j)
+    y_hat    = cap * r_a(MC(F(r_a(D + r0)), x[t]))          (one ensemble member)
+
+The forward passes of both stages live in :mod:`xsuperres.nn.denoiser`
+(:func:`~xsuperres.nn.denoiser.mean_stage` and
+:class:`~xsuperres.nn.denoiser.ResidualDenoiser`), shared with training; this module
+validates and batches the inputs around them. Saving and loading are in
+:mod:`xsuperres.model.io`.
+
+This module imports torch and numpy only (no xarray, dask or pooch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import positive_int
+from ..checks import seed as check_seed
+from ..config import SRConfig
+from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage
+from ..nn.diffusion import LinearSchedule, check_sampler, sample
+from ..nn.unet import DeterministicUNet, DiffusionUNet
+from ..noise import item_noise, sample_keys
+from .device import DeviceLike, resolve_device
+from .io import load_srmodel, save_srmodel
+from .inputs import _topo_slice, prepare_inputs
+from .normalization import ArrayLike, _check_cap, normalize_precip
+
+_KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
+
+
+# ---------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------
+class SRModel(nn.Module):
+    """Residual-diffusion super-resolution model for one pair of factors ``(S, T)``.
+
+    Parameters
+    ----------
+    config
+        Hyperparameters (:class:`~xsuperres.config.SRConfig`).
+    normalization
+        Training-set statistics, a ``dict`` with
+
+        ``cap``
+            Normalization cap in mm/h (defaults to ``config.cap``; both given must agree).
+            Required by :meth:`predict`.
+        ``topo_min``, ``topo_max``
+            Elevation range in m used to min-max scale the topography; required when a
+            topography is passed to :meth:`predict`.
+        ``residual_scale``
+            Optional (default 1): the diffusion network models ``r0 / residual_scale``
+            (normalized units), so that the residual has roughly unit variance (see
+            :mod:`xsuperres.nn.diffusion`, "Data scale"). A trainer that uses it must
+            divide the residual by the same value.
+
+        Further JSON-serialisable keys are kept and saved as they are.
+    metadata
+        Free-form, JSON-serialisable training metadata (history, data set, dates...).
+
+    Attributes
+    ----------
+    config : SRConfig
+    mean_net : DeterministicUNet
+        ``U_det``: ``(B, L, H, W), (B, 1, H, W) -> (B, T, H, W)``.
+    diffusion_net : DiffusionUNet
+        ``U_dif``: predicts the velocity of the noised residual.
+    schedule : LinearSchedule
+    normalization : dict
+    metadata : dict
+    """
+
+    def __init__(
+        self,
+        config: SRConfig,
+        normalization: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, SRConfig):
+            raise TypeError(f"config must be an SRConfig, got {type(config).__name__}")
+        self.config = config
+        self.mean_net = DeterministicUNet(config.L, config.T, config.preset, config.attention)
+        self.diffusion_net = DiffusionUNet(config.L, config.T, config.preset, config.attention)
+        self.schedule = LinearSchedule(config.beta_max, config.beta_min, config.J)
+        self.normalization = self._check_normalization(normalization)
+        self.metadata: dict[str, Any] = dict(metadata) if metadata is not None else {}
+
+    # ------------------------------------------------------------------ properties
+    def _check_normalization(self, norm: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = dict(norm) if norm is not None else {}
+        cfg_cap = self.config.cap
+        cap = out.get("cap")
+        if cap is None:
+            cap = cfg_cap
+        else:
+            cap = _check_cap(cap)
+            if cfg_cap is not None and not math.isclose(cap, cfg_cap, rel_tol=1e-12):
+                raise ValueError(
+                    f"normalization['cap'] = {cap} mm/h disagrees with config.cap = {cfg_cap} mm/h"
+                )
+        out["cap"] = cap
+        for k in ("topo_min", "topo_max"):
+            v = out.get(k)
+            if v is not None:
+                v = float(v)
+                if not math.isfinite(v):
+                    raise ValueError(f"normalization[{k!r}] must be finite, got {out[k]!r}")
+            out[k] = v
+        if (out["topo_min"] is None) != (out["topo_max"] is None):
+            raise ValueError("normalization needs both 'topo_min' and 'topo_max' (m) or neither")
+        if out["topo_min"] is not None and out["topo_max"] < out["topo_min"]:
+            raise ValueError(
+                f"normalization: topo_max ({out['topo_max']} m) < topo_min ({out['topo_min']} m)"
+            )
+        rs = float(out.get("residual_scale", 1.0))
+        if not (math.isfinite(rs) and rs > 0):
+            raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
+        out["residual_scale"] = rs
+        return out
+
+    @property
+    def history(self) -> Any:
+        """Training history (``metadata["history"]``), or ``None``."""
+        return self.metadata.get("history")
+
+    @property
+    def n_parameters(self) -> dict[str, int]:
+        """Parameter counts: ``{"mean_net": .., "diffusion_net": .., "total": ..}``."""
+        a = sum(p.numel() for p in self.mean_net.parameters())
+        b = sum(p.numel() for p in self.diffusion_net.parameters())
+        return {"mean_net": a, "diffusion_net": b, "total": a + b}
+
+    @property
+    def denoiser(self) -> ResidualDenoiser:
+        """``diffusion_net`` and ``schedule`` as a :class:`~xsuperres.nn.denoiser.ResidualDenoiser`.
+
+        What :meth:`predict` samples with (and training's loss). It shares the parameters
+        of ``diffusion_net`` and is not a registered submodule, so the state dict holds
+        them once, under ``diffusion_net.*``. Rebuilt if ``diffusion_net`` or
+        ``schedule`` is replaced.
+        """
+        d = self.__dict__.get("_denoiser")
+        if d is None or d.net is not self.diffusion_net or d.schedule is not self.schedule:
+            d = ResidualDenoiser(self.diffusion_net, self.schedule)
+            self.__dict__["_denoiser"] = d  # bypasses nn.Module registration
+        return d
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return next(self.parameters()).device
+
+    def __repr__(self) -> str:
+        c = self.config
+        n = self.n_parameters
+        cap = self.normalization.get("cap")
+        cap_s = "unset" if cap is None else f"{cap:g} mm/h"
+        return (
+            f"SRModel(S={c.S}, T={c.T}, L={c.L}, preset={c.preset!r}"
+            f"{'' if c.attention else ', attention=False'}, "
+            f"mass_conservation={c.mass_conservation!r}, "
+            f"params={n['total'] / 1e6:.2f}M (mean {n['mean_net'] / 1e6:.2f}M + "
+            f"diffusion {n['diffusion_net'] / 1e6:.2f}M), cap={cap_s})"
+        )
+
+    def check_factors(self, S: int, T: int) -> None:
+        """Raise ``ValueError`` unless ``(S, T)`` are the factors this model was trained for.
+
+        Parameters
+        ----------
+        S, T
+            Spatial and temporal factors the data asks for.
+        """
+        if (int(S), int(T)) != (self.config.S, self.config.T):
+            raise ValueError(
+                f"this model was trained for S={self.config.S}, T={self.config.T}; "
+                f"the data asks for S={S}, T={T}"
+            )
+
+    # ------------------------------------------------------------------ inference
+    def _cap(self) -> float:
+        cap = self.normalization.get("cap")
+        if cap is None:
+            raise ValueError(
+                "this model has no normalization cap (mm/h): set config.cap or "
+                "normalization['cap'] (usually fitted during training)"
+            )
+        return float(cap)
+
+    def _prepare(
+        self, lr: Any, topography: Any
+    ) -> tuple[tuple[int, ...], np.ndarray, Optional[np.ndarray]]:
+        """Validate inputs; return ``(lead shape, lr (N, L, h, w) float32, topo or None)``.
+
+        The returned topography is normalized, float32, shaped ``(N or 1, H, W)``.
+        """
+        return prepare_inputs(self.config, self.normalization, lr, topography)
+
+    def _mean(
+        self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Deterministic stage on ``x (n, L, h, w)`` mm/h -> ``(D, BI(x_n(L)), x[t]/cap)``.
+
+        Normalizes the inputs for :func:`~xsuperres.nn.denoiser.mean_stage`: the network
+        sees the capped ``x_n`` but the MC target ``x[t] / cap`` is not capped, so the
+        output keeps the LR mass above the cap too.
+        """
+        c = self.config
+        xn = normalize_precip(x, cap)
+        target = x[:, -1] / cap
+        n, _, h, w = xn.shape
+        H, W = h * c.S, w * c.S
+        if topo is None:
+            tn = torch.zeros((n, 1, H, W), dtype=xn.dtype, device=xn.device)
+        else:
+            tn = topo.expand(n, H, W).unsqueeze(1) if topo.shape[0] == 1 else topo.unsqueeze(1)
+        D, context = mean_stage(self.mean_net, xn, tn, target, c)
+        return D, context, target
+
+    def _mean_batches(self, x_all: np.ndarray, topo_all: Optional[np.ndarray], size: int,
+                      dev: torch.device, cap: float):
+        """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at a time."""
+        for s0 in range(0, x_all.shape[0], size):
+            x = torch.from_numpy(x_all[s0 : s0 + size]).to(dev)
+            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap))
+
+    def _run(self, device: DeviceLike) -> tuple[torch.device, bool]:
+        dev = resolve_device(device)
+        if self.device != dev:
+            self.to(dev)
+        was_training = self.training
+        self.eval()
+        return dev, was_training
+
+    def predict_mean(
+        self,
+        lr: ArrayLike,
+        topography: Optional[ArrayLike] = None,
+        device: DeviceLike = "auto",
+        batch_size: Optional[int] = None,
+    ) -> np.ndarray:
+        """Deterministic-only prediction ``cap * D`` (the preprint's "deterministic" model).
+
+        Parameters
+        ----------
+        lr
+            LR context in mm/h, shape ``(..., L, h, w)`` (oldest frame first; the last
+            frame is the block to downscale). Not modified.
+        topography
+            Elevation in m on the HR grid, shape ``(H, W)`` or broadcastable to
+            ``(..., H, W)``; ``None``: a flat field at ``topo_min`` (zeros after scaling).
+        device
+            ``"auto"`` (CUDA if available, else CPU), or a torch device.
+        batch_size
+            Samples per network call (default 16).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape ``(..., T, h S, w S)``, mm/h, non-negative.
+        """
+        c = self.config
+        cap = self._cap()
+        lead, x_all, topo_all = self._prepare(lr, topography)
+        N, _, h, w = x_all.shape
+        H, W = h * c.S, w * c.S
+        out = np.empty((N, c.T, H, W), dtype=np.float32)
+        bs = 16 if batch_size is None else positive_int(batch_size, "batch_size")
+        dev, was_training = self._run(device)
+        try:
+            with torch.inference_mode():
+                for s0, D, _, _ in self._mean_batches(x_all, topo_all, bs, dev, cap):
+                    out[s0 : s0 + bs] = (D * cap).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out.reshape(lead + (c.T, H, W))
+
+    def predict(
+        self,
+        lr: ArrayLike,
+        topography: Optional[ArrayLike] = None,
+        n_members: int = 3,
+        sampler: str = "ddim",
+        steps: Optional[int] = None,
+        seed: int = 0,
+        device: DeviceLike = "auto",
+        batch_size: Optional[int] = None,
+        eta: float = 0.0,
+        progress: Union[bool, Callable[[int, int], None]] = False,
+        *,
+        noise_keys: Optional[ArrayLike] = None,
+        spacing: Optional[str] = None,
+        noise_fn: Optional[Callable[[int, int, int], ArrayLike]] = None,
+    ) -> np.ndarray:
+        """Sample an ensemble of HR sequences for each LR context.
+
+        Parameters
+        ----------
+        lr
+            LR context in mm/h, shape ``(..., L, h, w)``: ``L`` consecutive LR frames,
+            oldest first; the last is the block ``x[t]`` to downscale. Must be finite and
+            non-negative (fill and mask missing values beforehand). Not modified.
+        topography
+            Elevation in m on the HR grid, shape ``(H, W) = (h S, w S)`` or broadcastable
+            to ``(..., H, W)``; scaled with the training range
+            ``normalization["topo_min"/"topo_max"]``. ``None``: a flat field at
+            ``topo_min`` (zeros after scaling).
+        n_members
+            Ensemble size (the preprint generates 3).
+        sampler
+            ``"ddim"`` (default, few steps), ``"ancestral"`` (the preprint's 1000-step
+            reference) or ``"dpmpp_2m"`` (see :func:`xsuperres.nn.diffusion.sample`).
+        steps
+            Sampler steps (``None``: the sampler's default in
+            :data:`xsuperres.nn.diffusion.SAMPLERS`: 50 for DDIM, 20 for DPM-Solver++,
+            ``J`` for ancestral).
+        seed
+            Non-negative integer. Member ``m`` of sample ``i`` draws its noise from its own
+            generator seeded by a hash of ``(seed, key_i, m, k)`` (``k``: draw number), so
+            a member does not depend on ``batch_size``, on the device, or on the other
+            samples of the call.
+        device
+            ``"auto"`` (CUDA if available, else CPU) or a torch device; the model is
+            moved there.
+        batch_size
+            ``(sample, member)`` items per diffusion-network call (default 16).
+        eta
+            DDIM stochasticity (0: deterministic given the initial noise).
+        progress
+            ``True`` for a tqdm bar, or a callable ``progress(done, total)`` counting
+            network evaluations of the diffusion stage.
+        noise_keys
+            Integer keys (``>= 0``) identifying the samples for the noise, shape ``lead``
+            (one integer per sample) or ``lead + (K,)``; default: the flat sample index.
+            Ignored when ``noise_fn`` is given.
+        noise_fn
+            Optional ``noise_fn(i, m, k) -> array (T, h S, w S)``: the ``k``-th standard
+            normal draw of member ``m`` of (flat) sample ``i``, replacing the built-in keyed
+            generator. The xarray layer passes noise keyed by global HR position here, so
+            that overlapping tiles and any dask chunking see the same noise.
+        spacing
+            Timestep spacing for ``"ddim"``/``"dpmpp_2m"`` (``"linear"`` or ``"logsnr"``);
+            ``None``: the sampler's default.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape ``(..., n_members, T, h S, w S)``, mm/h, non-negative.
+
+        Raises
+        ------
+        ValueError
+            Wrong ``L`` axis, NaN/infinite or negative values, empty grid, bad topography
+            shape, missing normalization, unknown sampler or invalid ``steps``.
+
+        Notes
+        -----
+        The network input is capped at ``cap`` (as in training) but the mass-conservation
+        target is the uncapped ``x[t] / cap``, so with ``mass_conservation="block"`` and
+        ``threshold = 0`` the coarsened output gives back ``x[t]`` even above the cap.
+        """
+        c = self.config
+        cap = self._cap()
+        M = positive_int(n_members, "n_members")
+        seed = check_seed(seed)
+        n_steps = self.check_sampler(sampler, steps, eta, spacing)
+        lead, x_all, topo_all = self._prepare(lr, topography)
+        N, _, h, w = x_all.shape
+        H, W = h * c.S, w * c.S
+        keys = sample_keys(noise_keys, lead, N)
+        bs = 16 if batch_size is None else positive_int(batch_size, "batch_size")
+        out = np.empty((N, M, c.T, H, W), dtype=np.float32)
+        if N == 0:
+            return out.reshape(lead + (M, c.T, H, W))
+
+        ns = max(1, bs // M)  # samples per chunk of the deterministic stage
+        total = n_steps * sum(-(-min(ns, N - s0) * M // bs) for s0 in range(0, N, ns))
+        report = _progress(progress, total)
+        rscale = float(self.normalization["residual_scale"])
+        kw: dict[str, Any] = {}
+        if spacing is not None:
+            kw["spacing"] = spacing
+        done = 0
+        denoiser = self.denoiser
+        dev, was_training = self._run(device)
+        try:
+            with torch.inference_mode():
+                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap):
+                    lr_up = context[:, -1:]
+                    items = [(i, m) for i in range(D.shape[0]) for m in range(M)]
+                    for b0 in range(0, len(items), bs):
+                        sub = items[b0 : b0 + bs]
+                        idx = torch.tensor([i for i, _ in sub], device=dev)
+                        Db, ub, cb, tb = D[idx], lr_up[idx], context[idx], target[idx]
+                        entropy = [[seed, *keys[s0 + i], m] for i, m in sub]
+                        shape = (len(sub), c.T, H, W)
+
+                        def noise(k: int, _e=entropy, _shape=shape[1:], _sub=sub, _s0=s0,
+                                  _dev=dev) -> torch.Tensor:
+                            if noise_fn is not None:
+                                z = [torch.as_tensor(noise_fn(_s0 + i, m, k), dtype=torch.float32)
+                                     for i, m in _sub]
+                                return torch.stack(z).to(_dev)
+                            return torch.stack([item_noise(e + [k], _shape) for e in _e])
+
+                        def step_cb(i: int, n: int, _d=done) -> None:
+                            if report is not None:
+                                report(_d + i, total)
+
+                        r0 = sample(
+                            denoiser.bind(Db, ub, cb), shape, self.schedule, sampler=sampler,
+                            steps=steps,
+                            eta=eta, noise=noise, device=dev, dtype=torch.float32,
+                            progress=step_cb, **kw,
+                        )
+                        done += n_steps
+                        y = conserve_mass(Db + rscale * r0, tb, c)
+                        y = (y * cap).cpu().numpy()
+                        for k, (i, m) in enumerate(sub):
+                            out[s0 + i, m] = y[k]
+        finally:
+            self.train(was_training)
+            if report is not None and hasattr(report, "close"):
+                report.close()
+        return out.reshape(lead + (M, c.T, H, W))
+
+    @property
+    def cap(self) -> float:
+        """Normalization cap in mm/h; raises ``ValueError`` when the model has none."""
+        return self._cap()
+
+    def check_sampler(
+        self, sampler: str = "ddim", steps: Optional[int] = None, eta: float = 0.0,
+        spacing: Optional[str] = None,
+    ) -> int:
+        """Validate sampler arguments as :meth:`predict` would; return network calls per run.
+
+        The defaults (steps, spacing) and rules per sampler are those of
+        :data:`xsuperres.nn.diffusion.SAMPLERS` (:func:`xsuperres.nn.diffusion.check_sampler`).
+
+        Returns
+        -------
+        int
+            Network evaluations of the diffusion stage per sampler run (``J`` for
+            ``"ancestral"``; else the number of timesteps for ``steps`` and ``spacing``).
+
+        Raises
+        ------
+        ValueError
+            Unknown sampler, ``steps`` out of range, ``eta`` invalid for the sampler
+            (non-finite, negative, or non-zero for ``"dpmpp_2m"``).
+        """
+        return check_sampler(self.schedule, sampler, steps, eta, spacing)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Union[str, os.PathLike], dtype: str = "float32") -> Path:
+        """Write the model to the directory ``path`` (created if needed).
+
+        Files (format version :data:`FORMAT_VERSION`):
+
+        ``model.safetensors``
+            The state dict (contiguous CPU tensors). Its header metadata holds
+            ``format``, ``dtype`` and ``config_sha256``, the SHA-256 of the canonical
+            JSON of ``config.json``'s values (everything but
+            ``tensors_sha256`` and the informational ``xsuperres_version`` and
+            ``torch_version``).
+        ``config.json``
+            ``format``, ``format_version``, versions, ``dtype``, ``config``,
+            ``normalization``, ``metadata`` and ``tensors_sha256``, the SHA-256 of
+            ``model.safetensors`` (which covers ``config_sha256``).
+
+        The two files are thus bound to each other: :meth:`load` rejects a directory
+        where either was edited. Existing files are replaced atomically.
+
+        Parameters
+        ----------
+        path
+            Target directory.
+        dtype
+            ``"float32"`` (default; reloads bit-identically) or ``"float16"`` (half the
+            size, for shipped weights; cast back to float32 by :meth:`load`).
+
+        Returns
+        -------
+        pathlib.Path
+            The directory.
+
+        Raises
+        ------
+        ValueError
+            Unknown ``dtype``, or metadata/normalization that is not JSON-serialisable.
+        """
+        return save_srmodel(self, path, dtype)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], device: DeviceLike = "cpu") -> "SRModel":
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path
+            The model directory (or a file inside it).
+        device
+            Where to put the weights (``"auto"``: CUDA if available).
+
+        Returns
+        -------
+        SRModel
+            In eval mode, float32 weights.
+
+        Raises
+        ------
+        ModelFileError
+            Missing files; ``config.json`` not JSON, of another format or an unknown
+            ``format_version``; weights whose SHA-256 differs from ``config.json``
+            (checked before the weights are parsed); a ``config.json`` edited after
+            saving (or belonging to other weights): its values differ from the
+            ``config_sha256`` bound into the weights' header metadata, whatever
+            ``format_version`` it claims; weights without that binding next to a
+            ``config.json`` of format version 2; unreadable weights; unknown, missing or
+            wrongly shaped tensors (named in the message).
+
+        Warns
+        -----
+        UserWarning
+            A format-version-1 directory (saved by an older xsuperres, whose weights carry
+            no configuration binding): it loads as before, but edits to its
+            ``config.json`` cannot be detected; re-save it with :meth:`save`.
+        """
+        return load_srmodel(cls, path, device)
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+def _progress(
+    progress: Union[bool, Callable[[int, int], None]], total: int
+) -> Optional[Callable[[int, int], None]]:
+    if progress is False or progress is None:
+        return None
+    if callable(progress):
+        return progress
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        import sys
+
+        def report(done: int, tot: int) -> None:
+            if done == tot or done % max(1, tot // 20) == 0:
+                print(f"xsuperres: {done}/{tot} network evaluations", file=sys.stderr)
+
+        return report
+
+    bar = tqdm(total=total, desc="diffusion", unit="eval")
+
+    class _Bar:
+        def __call__(self, done: int, tot: int) -> None:
+            bar.update(done - bar.n)
+
+        def close(self) -> None:
+            bar.close()
+
+    return _Bar()

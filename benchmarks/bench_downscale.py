@@ -67,7 +67,7 @@ def memory_child(nt: int, ny: int, nx: int, tile: int, members: int, steps: int,
     import torch
 
     import xsuperres  # noqa: F401
-    from xsuperres.downscale import downscale
+    from xsuperres.downscaling import downscale
 
     torch.set_num_threads(1)
     model = _model(tile)
@@ -102,7 +102,7 @@ def run_throughput(args) -> dict:
     import distributed
     import torch
 
-    from xsuperres.downscale import downscale
+    from xsuperres.downscaling import downscale
 
     torch.set_num_threads(1)
     tmp = tempfile.mkdtemp()

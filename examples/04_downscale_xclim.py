@@ -24,7 +24,7 @@ import xclim
 from xclim.core.units import convert_units_to
 
 import xsuperres
-from xsuperres.downscale import downscale
+from xsuperres.downscaling import downscale
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default=None, help="directory written by SRModel.save")

@@ -22,20 +22,14 @@ import xarray as xr
 
 import xsuperres
 from xsuperres import ModelFileError, coarsen_perfect, interpolate, score
-from xsuperres.downscale import MAX_MEMBERS, MEMBERS_PER_CHUNK, downscale
+from xsuperres.downscaling import MAX_MEMBERS, MEMBERS_PER_CHUNK, downscale
 
 KNMI_FILE = Path(xsuperres.__file__).parent / "data" / "knmi_2010-08-26_5min_sample.nc"
 
 S, T, L, TILE, STEPS = 2, 2, 2, 8, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with dask.config.set(scheduler="synchronous"):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("synchronous_dask")
 
 
 def _model(time_step: str = "1h") -> xsuperres.SRModel:
@@ -341,3 +335,21 @@ def test_case13_cli_output_path_is_one_line_and_exit_2(tmp_path, capsys, where):
     assert len(err.splitlines()) == 1 and "Traceback" not in err and "Permission" not in err
     assert ("does not exist" in err) if where == "missing-folder" else ("it is the input" in err)
     assert src.read_bytes() == before
+
+
+def test_case15_two_topographies_computed_together_stay_apart(tmp_path):
+    # a saved model (a path) gives both calls the same model token: only the topography
+    # differs, and it must be part of the task names, or dask.compute(a, b) mixes them
+    path = _model().save(tmp_path / "topo-model")
+    m = xsuperres.SRModel.load(path)
+    m.normalization["topo_min"], m.normalization["topo_max"] = 0.0, 1000.0
+    path = m.save(tmp_path / "topo-model")
+    lr = _lr(nt=2, ny=4, nx=4, seed=10)
+    flat = xr.DataArray(np.zeros((8, 8), np.float32), dims=("y", "x"))
+    hill = xr.DataArray(np.full((8, 8), 900.0, np.float32), dims=("y", "x"))
+    a = _ds(lr, str(path), 1, topography=flat)
+    b = _ds(lr, str(path), 1, topography=hill)
+    both = dask.compute(a, b)
+    np.testing.assert_array_equal(both[0].values, a.values)
+    np.testing.assert_array_equal(both[1].values, b.values)
+    assert not np.array_equal(a.values, b.values)

@@ -1,4 +1,4 @@
-"""Tests of ``xsuperres.downscale`` (lazy, chunked, chunk-invariant ensemble downscaling).
+"""Tests of ``xsuperres.downscaling`` (lazy, chunked, chunk-invariant ensemble downscaling).
 
 A tiny model (S = 2, T = 2, L = 2, 8-pixel HR tiles) with random weights is built inside
 the tests. Its mean network gets a positive output bias and the residual a small scale,
@@ -10,8 +10,6 @@ scheduler unless a test says otherwise.
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import dask
@@ -22,19 +20,14 @@ import torch
 import xarray as xr
 
 import xsuperres
-from xsuperres.downscale import blend_weights, downscale, position_noise, seam_statistic, tile_layout
+from xsuperres.downscaling import blend_weights, downscale, position_noise, seam_statistic, tile_layout
+from xsuperres.downscaling.workers import loaded_models
 
 S, T, L, TILE = 2, 2, 2, 8
 STEPS = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with dask.config.set(scheduler="synchronous"):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("synchronous_dask")
 
 
 def _make_model(seed: int = 0, tile: int = TILE, **cfg_overrides) -> xsuperres.SRModel:
@@ -286,9 +279,9 @@ def test_model_path_registry_hook_and_accessor(model, model_dir, monkeypatch):
     lr = _lr(nt=3, ny=4, nx=6)
     ref = _run(lr, model).values
     np.testing.assert_array_equal(_run(lr, model_dir).values, ref)
-    fake = types.ModuleType("xsuperres.pretrained")
-    fake.load_model = lambda name: xsuperres.SRModel.load(model_dir) if name == "tiny" else None
-    monkeypatch.setitem(sys.modules, "xsuperres.pretrained", fake)
+    # the registry hook: a name that is not a directory goes to xsuperres.pretrained.load_model
+    monkeypatch.setattr(xsuperres.pretrained, "load_model",
+                        lambda name: xsuperres.SRModel.load(model_dir) if name == "tiny" else None)
     np.testing.assert_array_equal(_run(lr, "tiny").values, ref)
     acc = lr.stsr.downscale(model, 2, steps=STEPS, device="cpu")
     np.testing.assert_array_equal(acc.values, ref)
@@ -359,7 +352,7 @@ def test_distributed_matches_local(model_dir, model):
             distributed.Client(cluster) as client:
         out = _run(lr.chunk(time=1), model_dir)
         got = out.compute().values
-        loads = client.run(lambda: __import__("sys").modules["xsuperres.downscale"]._LOAD_COUNT)
+        loads = {w: info["loaded"] for w, info in client.run(loaded_models).items()}
     np.testing.assert_allclose(got, local, rtol=0, atol=1e-5)
     assert all(n <= 1 for n in loads.values()), loads
 

@@ -1,0 +1,316 @@
+"""The dask graph of one variable and the computation of one output chunk.
+
+* :func:`time_halo` stacks the LR input into the context array
+  ``ctx[t, l] = x[t - L + 1 + l]`` (``L`` shifted lazy slices chunked like the output), so
+  every output chunk sees the ``L - 1`` preceding LR steps whatever the chunking.
+* :func:`ensemble_graph` gives every output chunk the tiles of the global layout
+  (:mod:`~xsuperres.downscaling.tiles`) that overlap it, its LR spatial halo and a
+  :class:`ChunkPlan`, as one ``dask.array.blockwise`` layer per spatial chunk (task names
+  ``xsuperres-downscale-<token>``).
+* :func:`_downscale_block` (the task) runs the tiles of one chunk through the model of
+  the worker process (:func:`~xsuperres.downscaling.workers.get_model`) in batches, with
+  noise keyed by global position (:func:`xsuperres.noise.position_noise`), blends them and
+  crops to the chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import dask.array as dsa
+import numpy as np
+from dask.base import tokenize
+
+from ..checks import TOPOGRAPHY_FIX, finite_array
+from ..noise import position_noise
+from .options import MEMBERS_PER_CHUNK
+from .tiles import blend_weights, tile_layout, tiles_for
+from .workers import ModelHandle, get_model
+
+__all__ = ["RunSettings", "ChunkPlan", "time_halo", "ensemble_graph"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every output chunk of one variable shares: model, sampler, noise key.
+
+    Plain values only: part of every :class:`ChunkPlan`, so tokenized into the task names
+    (deterministically: dask tokenizes a dataclass field by field) and pickled to the
+    workers.
+
+    Attributes
+    ----------
+    handle, device
+        Where and on what the workers load the model (:func:`get_model`).
+    S, T
+        The model's spatial and temporal factors.
+    seed, key
+        The noise seed and the variable's noise key (the index along the extra
+        dimensions of the input, 0 without).
+    sampler, steps, eta, batch_size
+        As given to :func:`xsuperres.downscale`.
+    check_negative
+        Refuse negative input values in the task (dask input: they were not checked on
+        the call).
+    """
+
+    handle: ModelHandle
+    device: str
+    S: int
+    T: int
+    seed: int
+    key: int
+    sampler: str
+    steps: Optional[int]
+    eta: float
+    batch_size: Optional[int]
+    check_negative: bool
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One output chunk's ranges, tiles and blending weights (LR pixels, global indices).
+
+    Attributes
+    ----------
+    run
+        The variable's :class:`RunSettings`.
+    yrange, xrange
+        The chunk's LR rows ``[a, b)`` and columns ``[c, d)``.
+    origin
+        ``(ra, rc)``: the global LR row and column of the first pixel of the chunk's
+        spatial halo (the union of its tiles).
+    ty, tx
+        Starts of the tiles of the global layout that overlap the chunk, along y and x.
+    py, px
+        Tile sides along y and x (the tile size, shortened on small domains).
+    wy, wx
+        Blending weights of the LR pixels of a tile along y and x (:func:`blend_weights`),
+        as tuples of floats (exact float64 values) so that the plan is hashable and
+        tokenizes by value.
+    """
+
+    run: RunSettings
+    yrange: tuple[int, int]
+    xrange: tuple[int, int]
+    origin: tuple[int, int]
+    ty: tuple[int, ...]
+    tx: tuple[int, ...]
+    py: int
+    px: int
+    wy: tuple[float, ...]
+    wx: tuple[float, ...]
+
+
+# ---------------------------------------------------------------------------------------
+# the graph
+# ---------------------------------------------------------------------------------------
+def time_halo(X: dsa.Array, L: int, context: str) -> tuple[dsa.Array, dsa.Array, int]:
+    """The context array of the LR input and the global LR step of each output block.
+
+    Parameters
+    ----------
+    X
+        LR input ``(n, ny, nx)`` float32 mm/h, dask.
+    L
+        Context length of the model.
+    context
+        ``"pad"``: the first ``L - 1`` blocks see the first frame repeated; ``"drop"``:
+        they are left out.
+
+    Returns
+    -------
+    ctx
+        ``(n_out, L, ny, nx)`` with ``ctx[t, l] = x[t0 + t - L + 1 + l]``, chunked in time
+        like the output (``X``'s chunks, less the dropped steps), one chunk along ``L``.
+    tidx
+        ``(n_out,)`` int64: the global LR step of each output block, chunked like ``ctx``.
+    t0
+        The first output block's LR step (``0`` for ``"pad"``, ``L - 1`` for ``"drop"``).
+    """
+    if context == "pad":
+        Xp = dsa.concatenate([X[:1]] * (L - 1) + [X], axis=0) if L > 1 else X
+        n_out, t0 = X.shape[0], 0
+        tchunks = X.chunks[0]
+    else:
+        Xp = X
+        n_out, t0 = X.shape[0] - L + 1, L - 1
+        tchunks = X[L - 1:].chunks[0]
+    ctx = dsa.stack([Xp[l:l + n_out].rechunk({0: tchunks}) for l in range(L)], axis=1)
+    tidx = dsa.arange(t0, t0 + n_out, chunks=(tchunks,), dtype=np.int64)
+    return ctx, tidx, t0
+
+
+def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xchunks: tuple[int, ...],
+                   topo: Optional[dsa.Array], run: RunSettings, n_members: int, p: int,
+                   overlap: int) -> dsa.Array:
+    """The lazy HR ensemble of one variable, one blockwise layer per spatial chunk.
+
+    Parameters
+    ----------
+    ctx, tidx
+        From :func:`time_halo`; ``ctx`` is ``(n_out, L, ny, nx)``.
+    ychunks, xchunks
+        The LR input's spatial chunks: the output's, times ``S``.
+    topo
+        HR elevation ``(ny S, nx S)`` in m, or None.
+    run
+        The variable's :class:`RunSettings`.
+    n_members
+        Ensemble size; the member axis is chunked by ``MEMBERS_PER_CHUNK``.
+    p, overlap
+        Tile side and overlap in LR pixels (both shortened on domains smaller than a tile).
+
+    Returns
+    -------
+    dask.array.Array
+        ``(n_members, n_out T, ny S, nx S)`` float32 mm/h.
+    """
+    S, T = run.S, run.T
+    L, ny, nx = ctx.shape[1], ctx.shape[2], ctx.shape[3]
+    tchunks = tidx.chunks[0]
+    members = dsa.arange(n_members, chunks=min(n_members, MEMBERS_PER_CHUNK), dtype=np.int64)
+    py, px = min(p, ny), min(p, nx)
+    oy, ox = min(overlap, max(0, py - 1)), min(overlap, max(0, px - 1))
+    sy, sx = tile_layout(ny, py, oy), tile_layout(nx, px, ox)
+    wy, wx = tuple(blend_weights(py, oy).tolist()), tuple(blend_weights(px, ox).tolist())
+    ybounds = np.cumsum((0,) + tuple(ychunks))
+    xbounds = np.cumsum((0,) + tuple(xchunks))
+
+    rows = []
+    for a, b in zip(ybounds[:-1], ybounds[1:]):
+        a, b = int(a), int(b)
+        ty = tiles_for(a, b, sy, py)
+        ra, rb = min(ty), max(ty) + py
+        row = []
+        for cc, d in zip(xbounds[:-1], xbounds[1:]):
+            cc, d = int(cc), int(d)
+            tx = tiles_for(cc, d, sx, px)
+            rc, rd = min(tx), max(tx) + px
+            plan = ChunkPlan(run=run, yrange=(a, b), xrange=(cc, d), origin=(ra, rc),
+                             ty=tuple(ty), tx=tuple(tx), py=py, px=px, wy=wy, wx=wx)
+            sub = ctx[:, :, ra:rb, rc:rd].rechunk({0: tchunks, 1: L, 2: rb - ra, 3: rd - rc})
+            args: list[Any] = [members, "m", sub, "tlyx", tidx, "t"]
+            topo_part = None
+            if topo is not None:
+                topo_part = topo[ra * S:rb * S, rc * S:rd * S].rechunk(-1)
+                args += [topo_part, "YX"]
+            # every input is in the token (the topography too): two graphs that differ in
+            # any input must never share task names, or dask.compute(a, b) would mix them
+            name = "xsuperres-downscale-" + tokenize(members, sub, tidx, plan, topo_part)
+            row.append(dsa.blockwise(
+                _downscale_block, "mtyx", *args,
+                adjust_chunks={"t": lambda k: k * T, "y": ((b - a) * S,), "x": ((d - cc) * S,)},
+                dtype=np.float32, concatenate=True, meta=np.empty((0, 0, 0, 0), np.float32),
+                name=name, plan=plan))
+        rows.append(row)
+    return dsa.concatenate([dsa.concatenate(r, axis=3) for r in rows], axis=2)
+
+
+# ---------------------------------------------------------------------------------------
+# the per-chunk computation (runs in the workers)
+# ---------------------------------------------------------------------------------------
+def _batch_items(batch_size: Optional[int], dev, n_members: int) -> int:
+    """``(sample, member)`` items per diffusion call.
+
+    Default on CPU: the ``n_members`` members of one sample in the output chunk (and one
+    sample per mean-net call), so every call has the same composition whatever the
+    chunking: results are bitwise chunk-invariant. On a GPU (or with an explicit
+    ``batch_size``) samples are batched together, which changes results at
+    float-rounding level only.
+    """
+    if batch_size is not None:
+        return int(batch_size)
+    return 64 if dev.type == "cuda" else int(n_members)
+
+
+def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[tuple[int, int, int]],
+                  members: np.ndarray, run: RunSettings) -> np.ndarray:
+    """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h.
+
+    ``topo`` is ``(n, pS, pS)`` in m or None. ``keys[i] = (t, Y0, X0)``: global LR time
+    index and HR position of sample ``i``; ``members``: the global member numbers of this
+    output chunk. The noise of every member is drawn from them (:func:`position_noise`)
+    through :meth:`SRModel.predict`'s ``noise_fn``.
+    """
+    T = model.config.T
+    H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
+
+    def noise_fn(i: int, m: int, k: int) -> np.ndarray:
+        t, y0, x0 = keys[i]
+        return position_noise((run.seed, run.key, int(members[m]), t, k), T, y0, x0, H, W)
+
+    return model.predict(x, topography=topo, n_members=len(members), sampler=run.sampler,
+                         steps=run.steps, eta=run.eta, device=model.device,
+                         batch_size=_batch_items(run.batch_size, model.device, len(members)),
+                         noise_fn=noise_fn)
+
+
+def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
+                     topo: Optional[np.ndarray] = None, *, plan: ChunkPlan) -> np.ndarray:
+    """One output chunk: ``ctx (nt, L, ry, rx)`` LR context with its spatial halo and the
+    global numbers of its ``members`` -> ``(len(members), nt T, (b - a) S, (d - c) S)``
+    float32 mm/h.
+    """
+    run = plan.run
+    model = get_model(run.handle, run.device)
+    members = np.asarray(members, dtype=np.int64)
+    S, T, M = run.S, run.T, len(members)
+    ra, rc = plan.origin
+    (a, b), (c, d) = plan.yrange, plan.xrange
+    py, px = plan.py, plan.px
+    ctx = np.asarray(ctx, dtype=np.float32)
+    nt = ctx.shape[0]
+    if np.isinf(ctx).any():
+        raise ValueError("xsuperres.downscale: the input contains infinite values")
+    if run.check_negative and (ctx < 0).any():
+        raise ValueError(
+            "xsuperres.downscale: the input contains negative precipitation rates "
+            f"(minimum {float(np.nanmin(ctx)):g} mm h-1); clip round-off with .clip(min=0)"
+        )
+    nan_last = np.isnan(ctx[:, -1, a - ra:b - ra, c - rc:d - rc])
+    x = np.nan_to_num(ctx, nan=0.0)
+    topo_n = None  # in m; SRModel.predict scales it with the model's training range
+    if topo is not None:
+        topo_n = finite_array(np.asarray(topo, dtype=np.float64), "topography", TOPOGRAPHY_FIX)
+
+    hy, hx = (b - a) * S, (d - c) * S
+    acc = np.zeros((M, nt, T, hy, hx), dtype=np.float32)
+    wsum = np.zeros((b - a, d - c), dtype=np.float64)
+    wy, wx = np.asarray(plan.wy, dtype=np.float64), np.asarray(plan.wx, dtype=np.float64)
+    tiles = [(ty, tx) for ty in plan.ty for tx in plan.tx]
+    # where each tile lands in the chunk (LR pixels) and its weights there
+    placed = []
+    for ty, tx in tiles:
+        y0, y1 = max(ty, a), min(ty + py, b)
+        x0, x1 = max(tx, c), min(tx + px, d)
+        w2 = np.outer(wy[y0 - ty:y1 - ty], wx[x0 - tx:x1 - tx])
+        wsum[y0 - a:y1 - a, x0 - c:x1 - c] += w2
+        whr = np.repeat(np.repeat(w2, S, axis=0), S, axis=1).astype(np.float32)
+        placed.append(((y0, y1, x0, x1), whr))
+
+    samples = [(k, i) for k in range(len(tiles)) for i in range(nt)]
+    bs = _batch_items(run.batch_size, model.device, M)
+    group = 1 if bs == M and run.batch_size is None else max(1, bs // M) * 4  # samples per call
+    for g0 in range(0, len(samples), group):
+        sub = samples[g0:g0 + group]
+        xb = np.stack([x[i, :, tiles[k][0] - ra:tiles[k][0] - ra + py,
+                         tiles[k][1] - rc:tiles[k][1] - rc + px] for k, i in sub])
+        tb = None
+        if topo_n is not None:
+            tb = np.stack([topo_n[(tiles[k][0] - ra) * S:(tiles[k][0] - ra + py) * S,
+                                  (tiles[k][1] - rc) * S:(tiles[k][1] - rc + px) * S] for k, _ in sub])
+        keys = [(int(tidx[i]), tiles[k][0] * S, tiles[k][1] * S) for k, i in sub]
+        y = _sample_tiles(model, xb, tb, keys, members, run)  # (g, M, T, pyS, pxS)
+        for j, (k, i) in enumerate(sub):
+            (y0, y1, x0, x1), whr = placed[k]
+            ty, tx = tiles[k]
+            part = y[j, :, :, (y0 - ty) * S:(y1 - ty) * S, (x0 - tx) * S:(x1 - tx) * S]
+            acc[:, i, :, (y0 - a) * S:(y1 - a) * S, (x0 - c) * S:(x1 - c) * S] += whr * part
+    whr_sum = np.repeat(np.repeat(wsum, S, axis=0), S, axis=1).astype(np.float32)
+    acc /= whr_sum
+    if nan_last.any():
+        mask = np.repeat(np.repeat(nan_last, S, axis=1), S, axis=2)  # (nt, hy, hx)
+        acc[:, mask[:, None].repeat(T, axis=1)] = np.nan
+    return acc.reshape(M, nt * T, hy, hx)

@@ -6,12 +6,9 @@ directory, and every cache is a temporary directory.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import re
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,36 +27,6 @@ FILES = ("config.json", "model.safetensors", "model_card.md")
 # ---------------------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------------------
-class _Server:
-    """A static file server on 127.0.0.1 (port chosen by the OS) that counts requests."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.requests: list[str] = []
-        log = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                log.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
-        )
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
 def model_src(tmp_path_factory):
     """A small, saved, untrained model with a card: (directory of model dirs, model)."""
@@ -74,7 +41,7 @@ def model_src(tmp_path_factory):
 
 
 @pytest.fixture
-def served(model_src, tmp_path):
+def served(model_src, tmp_path, local_server):
     """Server over a copy of the model directories + a registry file with no shipped files."""
     src, _ = model_src
     www = tmp_path / "www"
@@ -84,9 +51,7 @@ def served(model_src, tmp_path):
     reg_dir = tmp_path / "pkg"
     reg_dir.mkdir()
     make_registry(www, reg_dir / "registry.txt")
-    srv = _Server(www)
-    yield srv, ModelRegistry(reg_dir / "registry.txt"), tmp_path / "cache"
-    srv.close()
+    yield local_server(www), ModelRegistry(reg_dir / "registry.txt"), tmp_path / "cache"
 
 
 @pytest.fixture(autouse=True)
@@ -266,6 +231,23 @@ def test_env_overrides_cache_and_base_url(served, monkeypatch, tmp_path):
     assert len(srv.requests) == 2 * len(FILES)
 
 
+def test_cache_root_is_one_rule_shared_with_topography(monkeypatch, tmp_path):
+    """``xsuperres.cache.cache_root``: argument, else $XSUPERRES_CACHE, else pooch's OS cache."""
+    import pooch
+
+    from xsuperres import cache
+
+    assert pretrained.cache_root is cache.cache_root
+    default = Path(pooch.os_cache("xsuperres"))
+    assert cache.cache_root() == default
+    assert cache.cache_root(subdir=cache.GLO90) == default / "glo90"
+    monkeypatch.setenv("XSUPERRES_CACHE", str(tmp_path / "env"))
+    assert cache.cache_root() == tmp_path / "env"
+    assert cache.cache_root(subdir=cache.MODELS) == tmp_path / "env" / "models"
+    assert cache.cache_root(tmp_path / "arg", "glo90") == tmp_path / "arg" / "glo90"
+    assert cache.cache_root("~/c") == Path.home() / "c"
+
+
 def test_no_base_url_configured_is_a_clear_error(served, monkeypatch):
     _, reg, cache = served
     monkeypatch.setattr(pretrained, "DEFAULT_BASE_URL", None)
@@ -314,23 +296,20 @@ def test_tampered_shipped_file_is_rejected(shipped, monkeypatch):
         load_model(NAME, registry=shipped / "registry.txt")
 
 
-def test_partly_shipped_model_is_assembled_in_the_cache(shipped, model_src, tmp_path):
+def test_partly_shipped_model_is_assembled_in_the_cache(shipped, model_src, tmp_path, local_server):
     """Card + config shipped, weights on the server."""
     www = tmp_path / "www2"
     (www / NAME).mkdir(parents=True)
     w = shipped / NAME / "model.safetensors"
     (www / NAME / "model.safetensors").write_bytes(w.read_bytes())
     w.unlink()
-    srv = _Server(www)
-    try:
-        reg = ModelRegistry(shipped / "registry.txt")
-        assert not reg.is_shipped(NAME)
-        d = reg.fetch(NAME, base_url=srv.url, cache=tmp_path / "c")
-        assert srv.requests == [f"/{NAME}/model.safetensors"]
-        assert sorted(p.name for p in d.iterdir()) == sorted(FILES)
-        assert reg.load(NAME, cache=tmp_path / "c", base_url=srv.url).config == model_src[1].config
-    finally:
-        srv.close()
+    srv = local_server(www)
+    reg = ModelRegistry(shipped / "registry.txt")
+    assert not reg.is_shipped(NAME)
+    d = reg.fetch(NAME, base_url=srv.url, cache=tmp_path / "c")
+    assert srv.requests == [f"/{NAME}/model.safetensors"]
+    assert sorted(p.name for p in d.iterdir()) == sorted(FILES)
+    assert reg.load(NAME, cache=tmp_path / "c", base_url=srv.url).config == model_src[1].config
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,9 +8,6 @@ internet: a ``http.server`` on 127.0.0.1 serves the tiles.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 import warnings
 from pathlib import Path
 
@@ -23,7 +20,6 @@ pytest.importorskip("rasterio")
 from pyproj import Transformer  # noqa: E402  (rasterio/rioxarray bring pyproj)
 
 import xsuperres  # noqa: E402
-from xsuperres import topography as topo  # noqa: E402
 from xsuperres.topography import from_file, glo90, tile_names, tile_url  # noqa: E402
 
 # rasterio/affine deprecation noise, not ours
@@ -104,33 +100,6 @@ def test_tile_url_default_env_and_template(monkeypatch):
 # ---------------------------------------------------------------------------------------
 # local server and synthetic tiles
 # ---------------------------------------------------------------------------------------
-class _Server:
-    def __init__(self, root: Path):
-        self.root = root
-        self.requests: list[str] = []
-        log = self.requests
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                log.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
-        )
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def write_tile(root: Path, lat: int, lon: int, n: int = N, wrap360: bool = False) -> Path:
     """A Copernicus-like tile ``{stem}/{stem}.tif`` holding the plane (float32, EPSG:4326)."""
     s = stem(lat, lon)
@@ -148,11 +117,11 @@ def write_tile(root: Path, lat: int, lon: int, n: int = N, wrap360: bool = False
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = _Server(tmp_path / "www")
+def server(tmp_path, local_server):
     (tmp_path / "www").mkdir()
-    yield srv
-    srv.close()
+    srv = local_server(tmp_path / "www")
+    srv.url = srv.url.rstrip("/")  # the GLO-90 base URL is written without the slash
+    return srv
 
 
 @pytest.fixture(autouse=True)

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional, Union
 
+from . import cache as _cache
 from .model import CONFIG_FILE, WEIGHTS_FILE, ModelFileError, SRModel, _sha256
 
 __all__ = [
@@ -81,7 +82,7 @@ DEFAULT_BASE_URL: Optional[str] = None
 #: Accepted model-card file names (the first one present is returned by :func:`model_card`).
 CARD_FILES = ("model_card.md", "card.json")
 
-ENV_CACHE = "XSUPERRES_CACHE"
+ENV_CACHE = _cache.ENV_CACHE
 ENV_BASE_URL = "XSUPERRES_BASE_URL"
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -98,16 +99,9 @@ class UnknownModelError(ModelFileError, KeyError):
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
-def cache_root(cache: Optional[PathLike] = None) -> Path:
-    """The xsuperres cache root: ``cache``, else ``$XSUPERRES_CACHE``, else pooch's OS cache."""
-    if cache is not None:
-        return Path(cache).expanduser()
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("xsuperres"))
+#: The cache root (``cache``, else ``$XSUPERRES_CACHE``, else pooch's OS cache): the one
+#: cache-folder rule of :mod:`xsuperres.cache`, re-exported here.
+cache_root = _cache.cache_root
 
 
 def _base_url(base_url: Optional[str]) -> Optional[str]:

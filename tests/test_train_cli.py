@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-import torch
-import xarray as xr
 
 import xsuperres as xs
 from xsuperres.cli import main
 from xsuperres.model import SRModel
+from xsuperres.training import TrainOptions
+from xsuperres.training import loop as loop_mod
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +79,42 @@ def test_cli_errors(small_file, tmp_path, capsys):
     assert main(["train", str(tmp_path / "absent.nc"), "--out", out, *ARGS]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+class _Called(Exception):
+    pass
+
+
+def test_cli_flags_make_one_train_options(small_file, tmp_path, monkeypatch):
+    path, _ = small_file
+    seen = {}
+
+    def fake_train(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Called
+
+    monkeypatch.setattr(loop_mod, "train", fake_train)
+    ck = tmp_path / "ck"
+    with pytest.raises(_Called):
+        main(["train", str(path), "--out", str(tmp_path / "m"), *ARGS, "--lr", "0.002", "--patience", "4",
+              "--mc-start-epoch", "3", "--fold", "1", "--seed", "5", "--device", "cpu", "--stage", "mean",
+              "--valid-start", "2022-10-18T06:00", "--checkpoint-dir", str(ck)])
+    assert seen["options"] == TrainOptions(
+        epochs=1, batch_size=8, lr=0.002, patience=4, mc_start_epoch=3, fold=1, n_folds=2,
+        valid=slice("2022-10-18T06:00", None), seed=5, device="cpu", progress=False,
+        checkpoint_dir=str(ck), stage="mean")
+    assert set(seen) == {"topography", "config", "options"}
+
+
+def test_cli_bad_training_flags_fail_before_reading_files(tmp_path, capsys):
+    absent = str(tmp_path / "absent.nc")  # never opened: the options are checked first
+    out = str(tmp_path / "m")
+    for flags, message in ((["--epochs", "0"], "epochs must be a positive integer, got 0"),
+                           (["--lr", "-1"], "lr must be a finite number >= 0, got -1.0"),
+                           (["--device", "gpu"], "device 'gpu' is not a valid device")):
+        assert main(["train", absent, "--out", out, *ARGS, *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "no such file" not in err
 
 
 @pytest.mark.skipif(shutil.which("xsuperres") is None, reason="console script not installed")

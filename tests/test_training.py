@@ -7,8 +7,11 @@ two CPU cores.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import inspect
 import json
-from pathlib import Path
+import re
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,7 @@ import xsuperres as xs
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel, denormalize_precip, normalize_precip
 from xsuperres.training import (
+    TrainOptions,
     build_training_data,
     choose_tile_size,
     fit_cap,
@@ -29,7 +33,10 @@ from xsuperres.training import (
     tile_grid,
     train,
 )
+from xsuperres.training import cli as cli_mod
 from xsuperres.training import loop as loop_mod
+from xsuperres.training.loop import fit
+from xsuperres.training.options import DEFAULT, combine
 from xsuperres.training.inputs import prepare_events
 from xsuperres.training.split import split_samples
 
@@ -66,14 +73,6 @@ def radolan_small():
     return ds["precip"].load(), ds["topography"].load()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The networks here are tiny: one thread is faster than several and immune to
-    oversubscription when other processes share the CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_config(S=4, T=2, L=2, tile=16, **kw):
@@ -425,3 +424,106 @@ def test_several_events(knmi_small):
     c.attrs["units"] = "mm h-1"
     with pytest.raises(ValueError, match="cadences"):
         build_training_data([a, c], 4, 2, config=tiny_config(), n_folds=2)
+
+
+# --------------------------------------------------------------------------- training options
+#: The defaults documented in train()'s docstring and docs/training.md.
+DOCUMENTED_DEFAULTS = dict(epochs=80, batch_size=12, lr=1e-4, patience=8, mc_start_epoch=20, fold=0,
+                           n_folds=4, valid=None, seed=0, device="auto", progress=True,
+                           checkpoint_dir=None, stage="both")
+
+
+def test_train_options_defaults_are_train_defaults():
+    assert dataclasses.asdict(TrainOptions()) == DOCUMENTED_DEFAULTS
+    params = inspect.signature(train).parameters
+    for name, value in DOCUMENTED_DEFAULTS.items():
+        # a keyword per field, keyword-only, whose signature still reads "epochs=80"
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert repr(params[name].default) == repr(value)
+        assert params[name].default.value == value
+    assert params["options"].default is None
+    # fit (the internal entry of tune and scripts) takes the options and field overrides
+    assert inspect.signature(fit).parameters["options"].default is None
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fit(None, 2, 2, epoch=3)
+    # the command line's flags default to the same values
+    parser = argparse.ArgumentParser()
+    cli_mod.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "in.nc", "--S", "4", "--T", "2", "--out", "m"])
+    assert cli_mod._options(args) == TrainOptions()
+    assert xs.tune.TUNE_OPTIONS == TrainOptions(epochs=20, progress=False)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+    ({"epochs": 2.0}, "epochs must be a positive integer, got 2.0"),
+    ({"batch_size": True}, "batch_size must be a positive integer, got True"),
+    ({"patience": -1}, "patience must be a positive integer, got -1"),
+    ({"n_folds": 0}, "n_folds must be a positive integer, got 0"),
+    ({"mc_start_epoch": -1}, "mc_start_epoch must be a non-negative integer, got -1"),
+    ({"fold": "1"}, "fold must be a non-negative integer, got '1'"),
+    ({"seed": -3}, "seed must be a non-negative integer, got -3"),
+    ({"lr": -1e-3}, "lr must be a finite number >= 0, got -0.001"),
+    ({"lr": float("nan")}, "lr must be finite, got nan"),
+    ({"lr": "fast"}, "lr must be a real number, got 'fast'"),
+    ({"lr": True}, "lr must be a real number, got True"),
+    ({"device": "gpu"}, "device 'gpu' is not a valid device; use one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"),
+    ({"stage": "diffusion"}, "stage must be 'both' or 'mean', got 'diffusion'"),
+    ({"checkpoint_dir": 3}, "checkpoint_dir must be a folder path or None, got 3"),
+])
+def test_train_options_validation(kw, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainOptions(**kw)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(TrainOptions(), **kw)
+    # train() checks its keywords with the same rule and message, before reading any data
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(None, 4, 2, **kw)
+
+
+def test_train_options_normalize_and_are_frozen(tmp_path):
+    opts = TrainOptions(epochs=np.int64(3), lr=1, seed=np.uint8(7), progress=0, checkpoint_dir=tmp_path / "ck",
+                        valid=slice("2020-01-01", None), device=torch.device("cpu"))
+    assert type(opts.epochs) is int and opts.epochs == 3
+    assert type(opts.seed) is int and opts.seed == 7
+    assert type(opts.lr) is float and opts.lr == 1.0
+    assert opts.progress is False
+    assert opts.checkpoint_dir == str(tmp_path / "ck")
+    assert opts.device == torch.device("cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.epochs = 4
+
+
+def test_options_and_keywords_combine():
+    opts = TrainOptions(epochs=3, lr=1e-3)
+    # the keywords given override the fields of options; other names are ignored
+    assert combine(opts, {"lr": 2e-3, "hr": None}) == TrainOptions(epochs=3, lr=2e-3)
+    # a keyword left out (its default marker) never overrides
+    assert combine(opts, {"epochs": DEFAULT.epochs, "lr": DEFAULT.lr}) is opts
+    # ... but an explicit value equal to the default does
+    assert combine(opts, {"epochs": 80}).epochs == 80
+    assert combine(None, {"seed": 2}) == TrainOptions(seed=2)
+    with pytest.raises(TypeError, match="options must be a TrainOptions, got dict"):
+        train(ramp(), 2, 2, options={"epochs": 1})
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train(ramp(), 2, 2, options=opts, epochs=0)
+
+
+def test_keywords_and_options_give_the_same_training(knmi_small):
+    kw = dict(epochs=2, batch_size=8, lr=1e-3, mc_start_epoch=1, n_folds=2, device="cpu", progress=False,
+              seed=2)
+    by_kw = train(knmi_small, 4, 2, config=tiny_config(), **kw)
+    by_opts = train(knmi_small, 4, 2, config=tiny_config(), options=TrainOptions(**kw))
+    # options as the base, explicit keywords on top: lr and seed of the options are overridden
+    mixed = train(knmi_small, 4, 2, config=tiny_config(), lr=1e-3, seed=2,
+                  options=TrainOptions(**{**kw, "lr": 0.5, "seed": 9}))
+    keys = ("train", "valid", "lr", "best_epoch", "best_valid", "early_stopped", "epochs_run")
+    for model in (by_opts, mixed):
+        for stage in ("mean", "diffusion"):
+            assert {k: model.history[stage][k] for k in keys} == {k: by_kw.history[stage][k] for k in keys}
+        assert model.history["mean"]["mc"] == by_kw.history["mean"]["mc"] == [False, True]
+        assert model.metadata["protocol"] == by_kw.metadata["protocol"]
+        sd, ref = model.state_dict(), by_kw.state_dict()
+        for k in ref:
+            torch.testing.assert_close(sd[k], ref[k], rtol=0, atol=0)
+    assert by_kw.metadata["protocol"]["lr"] == 1e-3 and by_kw.metadata["protocol"]["seed"] == 2

@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import xsuperres as xs
 from xsuperres import tune
 from xsuperres.config import SRConfig
-from xsuperres.metrics import pitd
+from xsuperres.training import TrainOptions, build_training_data
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +45,13 @@ def test_pit_summary_diagnoses_dispersion():
     hump = np.full(1000, 0.5)
     s = tune.pit_summary(hump)
     assert s["dispersion"] == "over" and s["advice"] == "smaller" and s["outer_fraction"] == 0.0
-    # same PITD as xsuperres.metrics.pitd on an ensemble whose PIT values are known
-    rng = np.random.default_rng(0)
-    ens = rng.random((4, 1, 3, 3))
-    truth = rng.random((1, 3, 3))
-    assert tune.pit_summary(xs.metrics.pit_values(ens, truth))["pitd"] == pytest.approx(pitd(ens, truth))
+    # all values at 0.5: sum_i (0.5 - (i - 0.5) / N)^2 / N = (N^2 - 1) / (12 N^2)
+    assert s["pitd"] == pytest.approx(np.sqrt((1000 ** 2 - 1) / 12) / 1000, rel=1e-12)
+    # by hand: sorted (0.1, 0.2, 0.4, 0.9) vs (0.125, 0.375, 0.625, 0.875): squared
+    # deviations 0.000625 + 0.030625 + 0.050625 + 0.000625 = 0.0825; NaN is ignored
+    s = tune.pit_summary(np.array([0.9, np.nan, 0.1, 0.4, 0.2]))
+    assert s["pitd"] == pytest.approx(np.sqrt(0.0825 / 4), rel=1e-12)
+    assert s["outer_fraction"] == 0.0 and s["dispersion"] == "over"  # 0.1 and 0.9 are not outer
 
 
 def test_context_length_table(knmi_small):
@@ -71,24 +66,66 @@ def test_context_length_table(knmi_small):
     # every candidate is scored on the same validation targets
     assert t["n_valid"].nunique() == 1
     assert t["chosen"].sum() == 1
-    k, gain = tune.elbow(t["valid_loss"].to_numpy())
-    assert res.best == t["L"].iloc[k] and bool(t["chosen"].iloc[k])
-    np.testing.assert_allclose(t["gain_beyond"], gain)
+    # the losses are those of the kept models: the best validation loss of their history
+    for L, loss, best_epoch in zip(t["L"], t["valid_loss"], t["best_epoch"]):
+        h = res.models[L].history["mean"]
+        assert loss == min(h["valid"]) and best_epoch == 1 and h["epochs_run"] == 1
+        assert res.models[L].metadata["protocol"]["stage"] == "mean"
+        assert res.models[L].metadata["protocol"]["n_folds"] == 2
+    # the elbow by hand: two candidates, gain = ((v1 - v2) / v1, 0); L = 1 unless the
+    # larger L still improves the loss by 2 % or more
+    v1, v2 = t["valid_loss"]
+    np.testing.assert_allclose(t["gain_beyond"], [(v1 - v2) / v1, 0.0], rtol=1e-12)
+    assert res.best == (1 if (v1 - v2) / v1 < 0.02 else 2)
+    assert t["chosen"].tolist() == [res.best == 1, res.best == 2]
     assert res.config.L == res.best and res.config.cap is not None
     assert {m.config.L for m in res.models.values()} == {1, 2}
     assert len({m.config.cap for m in res.models.values()}) == 1
+    # the same search from one TrainOptions: its epochs apply (no epochs keyword), and
+    # the losses are identical (CPU runs are deterministic)
+    opts = TrainOptions(epochs=1, batch_size=8, n_folds=2, device="cpu", progress=False)
+    again = tune.context_length(knmi_small, 4, 2, candidates=(2, 1), config=cfg, options=opts)
+    assert again.table["epochs_run"].tolist() == [1, 1]
+    assert again.table["valid_loss"].tolist() == t["valid_loss"].tolist()
     with pytest.raises(TypeError, match="unexpected"):
         tune.context_length(knmi_small, 4, 2, candidates=(1,), wrong=1)
+    # the tuning functions set the stage and keep no checkpoints
+    for bad in ({"stage": "both"}, {"checkpoint_dir": "ck"}):
+        with pytest.raises(TypeError, match="unexpected"):
+            tune.context_length(knmi_small, 4, 2, candidates=(1,), **bad)
+    with pytest.raises(ValueError, match="no checkpoints"):
+        tune.context_length(knmi_small, 4, 2, candidates=(1,), options=TrainOptions(checkpoint_dir="ck"))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        tune.context_length(knmi_small, 4, 2, candidates=(1,), batch_size=0)
 
 
 def test_calibrate_table(knmi_small):
     cfg = SRConfig.recipe(4, 2, tile_size=16, L=2, preset="tiny")
     res = tune.calibrate(knmi_small, 4, 2, beta_max_grid=(1e-2, 3e-2), power_grid=(1.0,), epochs=1,
                          n_members=2, steps=3, max_samples=3, config=cfg, n_folds=2, batch_size=8,
-                         device="cpu")
+                         device="cpu", keep_models=True)
     t = res.table
     assert len(t) == 2 and t["beta_max"].tolist() == [1e-2, 3e-2] and (t["power"] == 1.0).all()
-    assert t["pitd"].between(0, 1).all()
+    # PITD and outer share recomputed by hand from the ensembles on the 3 validation samples
+    td = build_training_data(knmi_small, 4, 2, config=cfg, n_folds=2)
+    lr, topo, truth = tune._validation_arrays(td, 3)
+    assert lr.shape[0] == 3 and topo is None
+    for row in t.itertuples():
+        model = res.models[(1.0, row.beta_max)]
+        pred = model.predict(lr, topo, n_members=2, sampler="dpmpp_2m", steps=3, seed=0, device="cpu")
+        u = []
+        for i in range(3):
+            for f in range(truth.shape[1]):
+                x = pred[i][:, f].ravel()  # both members' pixels of the frame
+                y = truth[i, f].ravel()
+                below = (x[None, :] < y[:, None]).sum(axis=1)
+                tied = (x[None, :] == y[:, None]).sum(axis=1)
+                u.append((below + 0.5 * tied) / x.size)
+        u = np.sort(np.concatenate(u))
+        n = u.size
+        assert n == 3 * 2 * 16 * 16
+        assert row.pitd == pytest.approx(np.sqrt(np.mean((u - (np.arange(1, n + 1) - 0.5) / n) ** 2)), rel=1e-9)
+        assert row.outer_fraction == pytest.approx(np.mean((u < 0.1) | (u > 0.9)), abs=1e-12)
     k = int(t["pitd"].idxmin())
     assert bool(t["chosen"].iloc[k]) and t["chosen"].sum() == 1
     assert res.best == {"beta_max": t["beta_max"].iloc[k], "power": 1.0}

@@ -1,4 +1,4 @@
-"""Tuning the three scale-adaptive hyperparameters (preprint section 5.1, SPEC section 2).
+"""Tuning the three scale-adaptive hyperparameters (preprint section 5.1; docs/training.md).
 
 :func:`context_length`
     ``L`` by an elbow search on the validation loss of the deterministic mean model: for
@@ -39,13 +39,21 @@ from .config import SRConfig
 from .metrics import pit_deviation, pit_values
 from .training.data import TrainingData, build_training_data
 from .training.loop import fit
+from .training.options import TrainOptions, _Default, combine
 
 __all__ = ["TuneResult", "context_length", "calibrate", "elbow", "pit_summary"]
 
 log = logging.getLogger(__name__)
 
-_DATA_KWARGS = ("topography", "fold", "n_folds", "valid", "dims")
-_FIT_KWARGS = ("batch_size", "lr", "patience", "mc_start_epoch", "seed", "device", "progress")
+#: Keywords that describe the data rather than the training (passed to
+#: :func:`~xsuperres.training.data.build_training_data`).
+_DATA_KWARGS = ("topography", "dims")
+#: Training options that the tuning functions set themselves: the stage of every model,
+#: and no checkpoints (several models are trained, one checkpoint folder cannot hold them).
+_FIXED_OPTIONS = ("stage", "checkpoint_dir")
+#: The training options of the tuning functions when ``options`` is not given: shorter
+#: runs than :func:`xsuperres.train`'s and no progress bar.
+TUNE_OPTIONS = TrainOptions(epochs=20, progress=False)
 
 
 @dataclass
@@ -73,15 +81,24 @@ class TuneResult:
         return f"TuneResult(best={self.best!r})\n{self.table.to_string(index=False)}"
 
 
-def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    unknown = set(kwargs) - set(_DATA_KWARGS) - set(_FIT_KWARGS)
+def _split_kwargs(kwargs: dict[str, Any], options: TrainOptions | None,
+                  epochs: Any) -> tuple[dict[str, Any], TrainOptions]:
+    """``(data keywords, training options)`` of a tuning call.
+
+    The options are ``options`` (default :data:`TUNE_OPTIONS`) with the training keywords
+    given explicitly (``epochs`` included) filled in, as in :func:`xsuperres.train`.
+    """
+    accepted = [f.name for f in dataclasses.fields(TrainOptions) if f.name not in _FIXED_OPTIONS]
+    unknown = set(kwargs) - set(_DATA_KWARGS) - set(accepted)
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}; accepted: "
-                        f"{sorted(_DATA_KWARGS + _FIT_KWARGS)}")
+                        f"{sorted([*_DATA_KWARGS, *accepted, 'options'])}")
     data_kw = {k: v for k, v in kwargs.items() if k in _DATA_KWARGS}
-    fit_kw = {k: v for k, v in kwargs.items() if k in _FIT_KWARGS}
-    fit_kw.setdefault("progress", False)
-    return data_kw, fit_kw
+    opts = combine(TUNE_OPTIONS if options is None else options, {**kwargs, "epochs": epochs})
+    if opts.checkpoint_dir is not None:
+        raise ValueError("the tuning functions train several models and keep no checkpoints; "
+                         f"use options with checkpoint_dir=None, got {opts.checkpoint_dir!r}")
+    return data_kw, opts
 
 
 def elbow(values: Sequence[float], tolerance: float = 0.02) -> tuple[int, np.ndarray]:
@@ -118,10 +135,11 @@ def context_length(
     T: int,
     candidates: Sequence[int] = (1, 2, 3, 4, 6),
     *,
-    epochs: int = 20,
+    epochs: int = _Default(TUNE_OPTIONS.epochs),
     tolerance: float = 0.02,
     config: SRConfig | None = None,
     keep_models: bool = False,
+    options: TrainOptions | None = None,
     **train_kwargs: Any,
 ) -> TuneResult:
     """Choose the context length ``L`` by the elbow rule (see the module notes).
@@ -133,17 +151,25 @@ def context_length(
     candidates
         Context lengths to try (positive integers).
     epochs
-        Maximum epochs of each mean model.
+        Maximum epochs of each mean model (20, or ``options.epochs`` when ``options`` is
+        given).
     tolerance
         Relative validation-loss improvement regarded as marginal (default 2 %).
     config
         Base configuration (default ``SRConfig.recipe(S, T)``); only ``L`` varies.
     keep_models
         Keep the trained mean models in ``result.models`` (by ``L``).
+    options
+        Training options (:class:`~xsuperres.training.options.TrainOptions`) of every
+        model; default :data:`TUNE_OPTIONS` (``epochs=20, progress=False``, else the
+        defaults of :func:`xsuperres.train`). Its ``stage`` is ignored (the tuning
+        functions set it) and its ``checkpoint_dir`` must be ``None``.
     **train_kwargs
-        ``topography``, ``fold``, ``n_folds``, ``valid``, ``dims``, ``batch_size``, ``lr``,
-        ``patience``, ``mc_start_epoch``, ``seed``, ``device``, ``progress``
-        (default ``False``), as in :func:`xsuperres.train`.
+        ``topography`` and ``dims``, and the training options as keywords (every field
+        of :class:`~xsuperres.training.options.TrainOptions` but ``stage`` and
+        ``checkpoint_dir``: ``fold``, ``n_folds``, ``valid``, ``batch_size``, ``lr``,
+        ``patience``, ``mc_start_epoch``, ``seed``, ``device``, ``progress``), as in
+        :func:`xsuperres.train`; they override the fields of ``options``.
 
     Returns
     -------
@@ -157,16 +183,18 @@ def context_length(
     cands = sorted({int(c) for c in candidates})
     if not cands or cands[0] < 1:
         raise ValueError(f"candidates must be positive integers, got {candidates!r}")
-    data_kw, fit_kw = _split_kwargs(train_kwargs)
+    data_kw, opts = _split_kwargs(train_kwargs, options, epochs)
+    opts = dataclasses.replace(opts, stage="mean")
     base = config if config is not None else SRConfig.recipe(S, T)
     first = max(cands) - 1
     rows, models = [], {}
     cap = base.cap
     for L in cands:
         cfg = base.replace(L=L, cap=cap)
-        td = build_training_data(hr, S, T, config=cfg, first_block=first, seed=fit_kw.get("seed", 0), **data_kw)
+        td = build_training_data(hr, S, T, config=cfg, first_block=first, seed=opts.seed, fold=opts.fold,
+                                 n_folds=opts.n_folds, valid=opts.valid, **data_kw)
         cap = td.config.cap  # the same cap for every candidate
-        model = fit(None, S, T, epochs=epochs, stage="mean", training_data=td, **fit_kw)
+        model = fit(None, S, T, options=opts, training_data=td)
         h = model.history["mean"]
         step = td.config.time_step
         rows.append({
@@ -253,7 +281,7 @@ def calibrate(
     *,
     beta_max_grid: Sequence[float] = (5e-3, 1e-2, 2e-2, 4e-2),
     power_grid: Sequence[float] = (0.8, 1.0, 1.25),
-    epochs: int = 20,
+    epochs: int = _Default(TUNE_OPTIONS.epochs),
     n_members: int = 3,
     sampler: str = "dpmpp_2m",
     steps: int | None = 20,
@@ -261,6 +289,7 @@ def calibrate(
     dispersion_tolerance: float = 0.02,
     config: SRConfig | None = None,
     keep_models: bool = False,
+    options: TrainOptions | None = None,
     **train_kwargs: Any,
 ) -> TuneResult:
     """Choose ``beta_max`` and the exponent ``p`` of ``F`` by PIT deviation.
@@ -274,7 +303,8 @@ def calibrate(
     power_grid
         Candidate exponents ``p > 0``.
     epochs
-        Maximum epochs per stage of each model.
+        Maximum epochs per stage of each model (20, or ``options.epochs`` when
+        ``options`` is given).
     n_members
         Ensemble size used for the PIT.
     sampler, steps
@@ -290,7 +320,7 @@ def calibrate(
         Base configuration (default ``SRConfig.recipe(S, T)``).
     keep_models
         Keep the trained models in ``result.models`` by ``(power, beta_max)``.
-    **train_kwargs
+    options, **train_kwargs
         As in :func:`context_length`.
 
     Returns
@@ -305,23 +335,25 @@ def calibrate(
     powers = [float(p) for p in power_grid]
     if not betas or not powers:
         raise ValueError("beta_max_grid and power_grid must not be empty")
-    data_kw, fit_kw = _split_kwargs(train_kwargs)
-    seed = fit_kw.get("seed", 0)
+    data_kw, opts = _split_kwargs(train_kwargs, options, epochs)
+    seed = opts.seed
     base = config if config is not None else SRConfig.recipe(S, T)
     for b in betas:
         base.replace(beta_max=b)  # validates every grid value before any training
     for p in powers:
         base.replace(power=p)
-    td0 = build_training_data(hr, S, T, config=base, seed=seed, **data_kw)
+    td0 = build_training_data(hr, S, T, config=base, seed=seed, fold=opts.fold, n_folds=opts.n_folds,
+                              valid=opts.valid, **data_kw)
     lr, topo, truth = _validation_arrays(td0, max_samples)
-    device = fit_kw.get("device", "auto")
+    device = opts.device
     rows, models = [], {}
     for p in powers:
         td_mean = dataclasses.replace(td0, config=td0.config.replace(power=p))
-        mean_model = fit(None, S, T, epochs=epochs, stage="mean", training_data=td_mean, **fit_kw)
+        mean_model = fit(None, S, T, options=dataclasses.replace(opts, stage="mean"), training_data=td_mean)
         for b in betas:
             td = dataclasses.replace(td0, config=td0.config.replace(power=p, beta_max=b))
-            model = fit(None, S, T, epochs=epochs, training_data=td, mean_from=mean_model, **fit_kw)
+            model = fit(None, S, T, options=dataclasses.replace(opts, stage="both"), training_data=td,
+                        mean_from=mean_model)
             pred = model.predict(lr, topo, n_members=n_members, sampler=sampler, steps=steps,
                                  seed=seed, device=device)
             u = np.concatenate([pit_values(pred[i], truth[i]) for i in range(pred.shape[0])])

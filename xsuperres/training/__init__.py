@@ -1,4 +1,4 @@
-"""Training of :class:`~xsuperres.model.SRModel` (the preprint's protocol, SPEC section 3).
+"""Training of :class:`~xsuperres.model.SRModel` (the preprint's protocol; docs/training.md).
 
 Modules
 -------
@@ -16,6 +16,9 @@ Modules
     The whole data pipeline (:func:`build_training_data`).
 :mod:`~xsuperres.training.checkpoint`
     Per-epoch checkpoints (safetensors + JSON).
+:mod:`~xsuperres.training.options`
+    The training options of one run, :class:`TrainOptions` (shared by :func:`train`,
+    :func:`fit`, the command line and :mod:`xsuperres.tune`).
 :mod:`~xsuperres.training.loop`
     The two-stage training loop, :func:`train`.
 :mod:`~xsuperres.training.cli`
@@ -25,6 +28,7 @@ Modules
 from .data import TrainingData, build_training_data
 from .loop import STAGES, fit, train
 from .normalization import CapFit, fit_cap
+from .options import TrainOptions
 from .samples import RECORD_DTYPE, SampleDataset, make_samples
 from .split import Split, split_samples
 from .tiles import Tile, choose_tile_size, latin_square_folds, tile_grid
@@ -36,6 +40,7 @@ __all__ = [
     "SampleDataset",
     "Split",
     "Tile",
+    "TrainOptions",
     "TrainingData",
     "build_training_data",
     "choose_tile_size",

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "optimizer_to_safe", "optimizer_from_safe", "CHECKPOINT_FILE"]
+from .._version import __version__
+
+__all__ = ["save_checkpoint", "load_checkpoint", "optimizer_to_safe", "optimizer_from_safe", "CHECKPOINT_FILE",
+           "rng_states", "set_rng_states", "machine", "check_fingerprint"]
 
 #: Name of the JSON file that marks a complete checkpoint.
 CHECKPOINT_FILE = "checkpoint.json"
@@ -184,3 +188,49 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any] | None:
     for kind in _KINDS:
         out[kind] = load_file(str(d / state["files"][kind]))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# what a resumed run must restore and check: generator states, the run's fingerprint
+# ---------------------------------------------------------------------------------------
+def rng_states(gens: dict[str, torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
+    """The states of the run's generators and of torch's global CPU (and CUDA) generator."""
+    out = {name: g.get_state() for name, g in gens.items()}
+    out["torch_cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        out["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def set_rng_states(states: dict[str, torch.Tensor], gens: dict[str, torch.Generator],
+                   device: torch.device) -> None:
+    """Restore what :func:`rng_states` saved (a resumed run draws what the first would)."""
+    for name, g in gens.items():
+        if name in states:
+            g.set_state(states[name])
+    if "torch_cpu" in states:
+        torch.set_rng_state(states["torch_cpu"])
+    if "torch_cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["torch_cuda"], device)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """Where the run happened: platform, processor, versions, device and torch threads."""
+    out = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+           "python": platform.python_version(), "torch_version": torch.__version__,
+           "xsuperres_version": __version__, "device": str(device),
+           "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], directory: str) -> None:
+    """Refuse to resume from a checkpoint of another run (data, config or options differ)."""
+    diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if diff:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"checkpoint_dir {directory!r} holds a checkpoint of a different run ({details}); "
+            "use another directory or the same data and settings to resume"
+        )

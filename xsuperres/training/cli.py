@@ -12,6 +12,10 @@ input file is used if there is one (``--no-topography`` switches this off). The 
 model is written to ``--out`` with :meth:`xsuperres.model.SRModel.save`; the folder is
 created (with its parents) if it does not exist, and is checked before training starts.
 
+The training flags (``--epochs`` .. ``--stage``, ``--valid-start``/``--valid-end``,
+``--no-progress``) are the fields of :class:`xsuperres.training.options.TrainOptions`, with
+its defaults; they are checked (one :class:`TrainOptions`) before any file is read.
+
 Errors in the inputs (missing variable, wrong units, negative values, a grid too small
 for the tiling, ...) print a one-line message and exit with status 2.
 """
@@ -19,6 +23,7 @@ for the tiling, ...) print a one-line message and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -28,9 +33,16 @@ from typing import Any
 
 import xarray as xr
 
+from .options import STAGE_CHOICES, TrainOptions
+
 __all__ = ["add_parser", "run", "main"]
 
 _TOPO_NAMES = ("topography", "orography", "orog", "elevation", "altitude", "dem")
+
+#: The defaults of the training flags: those of TrainOptions.
+_D = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+#: Fields of TrainOptions that are not one flag each (built in :func:`_options`).
+_DERIVED = ("valid", "progress")
 
 
 class CLIError(Exception):
@@ -62,22 +74,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--topography", default=None, metavar="FILE", help="NetCDF file with the topography (m) on the HR grid")
     p.add_argument("--topography-var", default=None, help="topography variable name")
     p.add_argument("--no-topography", action="store_true", help="train without topography (zeros)")
-    p.add_argument("--epochs", type=int, default=80, help="maximum epochs per stage (default 80)")
+    p.add_argument("--epochs", type=int, default=_D["epochs"],
+                   help=f"maximum epochs per stage (default {_D['epochs']})")
     p.add_argument("--preset", default="tiny", help="U-Net size: tiny or standard (default tiny)")
     p.add_argument("--L", type=int, default=None, help="context length (default: the recipe's)")
     p.add_argument("--tile-size", type=int, default=None, help="HR tile side in pixels (default: the recipe's, ~100)")
-    p.add_argument("--batch-size", type=int, default=12, help="batch size (default 12)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
-    p.add_argument("--mc-start-epoch", type=int, default=20, help="mass conservation in the loss after this epoch (default 20)")
-    p.add_argument("--fold", type=int, default=0, help="validation fold (default 0)")
-    p.add_argument("--n-folds", type=int, default=4, help="number of folds (default 4)")
+    p.add_argument("--batch-size", type=int, default=_D["batch_size"],
+                   help=f"batch size (default {_D['batch_size']})")
+    p.add_argument("--lr", type=float, default=_D["lr"], help=f"Adam learning rate (default {_D['lr']:g})")
+    p.add_argument("--patience", type=int, default=_D["patience"],
+                   help=f"early-stopping patience in epochs (default {_D['patience']})")
+    p.add_argument("--mc-start-epoch", type=int, default=_D["mc_start_epoch"],
+                   help=f"mass conservation in the loss after this epoch (default {_D['mc_start_epoch']})")
+    p.add_argument("--fold", type=int, default=_D["fold"], help=f"validation fold (default {_D['fold']})")
+    p.add_argument("--n-folds", type=int, default=_D["n_folds"], help=f"number of folds (default {_D['n_folds']})")
     p.add_argument("--valid-start", default=None, help="start of a held-out validation period (time label)")
     p.add_argument("--valid-end", default=None, help="end of a held-out validation period (time label)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--checkpoint-dir", default=None, help="per-epoch checkpoints (a rerun resumes)")
-    p.add_argument("--stage", choices=("both", "mean"), default="both", help="train both stages or the mean only")
+    p.add_argument("--seed", type=int, default=_D["seed"], help=f"random seed (default {_D['seed']})")
+    p.add_argument("--device", default=_D["device"], help=f"auto, cpu or cuda (default {_D['device']})")
+    p.add_argument("--checkpoint-dir", default=_D["checkpoint_dir"], help="per-epoch checkpoints (a rerun resumes)")
+    p.add_argument("--stage", choices=STAGE_CHOICES, default=_D["stage"], help="train both stages or the mean only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
     p.set_defaults(func=run)
@@ -122,6 +138,15 @@ def _pick_topography(ds: xr.Dataset, var: str | None, path: str, required: bool)
     return ds[found[0]] if found else None
 
 
+def _options(args: argparse.Namespace) -> TrainOptions:
+    """The :class:`TrainOptions` of parsed arguments (a ``ValueError`` for a bad value)."""
+    valid = None
+    if args.valid_start is not None or args.valid_end is not None:
+        valid = slice(args.valid_start, args.valid_end)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions) if f.name not in _DERIVED}
+    return TrainOptions(**flags, valid=valid, progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``xsuperres train`` for parsed arguments; returns the exit status."""
     try:
@@ -142,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         logging.getLogger("xsuperres").setLevel(logging.INFO)
     start = time.perf_counter()
+    options = _options(args)                            # bad settings fail before any file is read
     from ..cli import check_output
 
     inputs = [*args.inputs, args.topography]
@@ -168,15 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.tile_size is not None:
         overrides["tile_size"] = args.tile_size
     config = SRConfig.recipe(args.S, args.T, **overrides)
-    valid = None
-    if args.valid_start is not None or args.valid_end is not None:
-        valid = slice(args.valid_start, args.valid_end)
-    model = train(
-        events if len(events) > 1 else events[0], args.S, args.T, topography=topo, config=config,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        mc_start_epoch=args.mc_start_epoch, fold=args.fold, n_folds=args.n_folds, valid=valid,
-        seed=args.seed, device=args.device, progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir, stage=args.stage)
+    model = train(events if len(events) > 1 else events[0], args.S, args.T, topography=topo,
+                  config=config, options=options)
     out = model.save(args.out)
     hist = model.history or {}
     meta = model.metadata

@@ -1,4 +1,4 @@
-"""The training protocol of the preprint (section 5, SPEC section 3): :func:`train`.
+"""The training protocol of the preprint (section 5; docs/training.md): :func:`train`.
 
 Two stages, one after the other, each with the same protocol:
 
@@ -44,12 +44,11 @@ continues the cosine schedule on the curve of the new ``epochs``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
-import platform
 import time
 from collections.abc import Hashable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,15 +58,13 @@ import torch.nn.functional as F
 import xarray as xr
 from torch.utils.data import DataLoader, Subset
 
-from .._version import __version__
-from ..checks import integer, positive_int
 from ..config import SRConfig
 from ..model import SRModel, _jsonable, _resolve_device
-from ..nn.diffusion import v_loss
-from ..nn.interp import upsample
-from ..nn.mass import mass_conserve
-from .checkpoint import load_checkpoint, optimizer_from_safe, save_checkpoint
+from ..nn.denoiser import mean_stage, upsample_context
+from .checkpoint import (check_fingerprint, load_checkpoint, machine, optimizer_from_safe, rng_states,
+                         save_checkpoint, set_rng_states)
 from .data import TrainingData, build_training_data
+from .options import DEFAULT, TrainOptions, combine
 
 __all__ = ["train", "fit", "STAGES"]
 
@@ -83,23 +80,19 @@ _VALID_SEED = 4
 
 
 # ---------------------------------------------------------------------------------------
-# forward passes shared by the stages
+# forward passes shared by the stages: those of inference (xsuperres.nn.denoiser), with
+# bf16 autocast on CUDA
 # ---------------------------------------------------------------------------------------
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _inputs(batch: dict[str, torch.Tensor], S: int, device: torch.device):
-    """Batch -> (context (B,L,h,w), BI(context) (B,L,H,W), topography, target) on device."""
+    """Batch -> (context (B,L,h,w), BI(context) (B,L,H,W), topography, target) on device.
+
+    The training context is already capped and normalized (``clip(x, 0, cap) / cap``,
+    then block means), as :func:`~xsuperres.nn.denoiser.upsample_context` expects.
+    """
     ctx = batch["context"].to(device, non_blocking=True)
     topo = batch["topography"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)
-    # the model clips LR inputs at the cap (= 1 in normalized units) before BI; the
-    # training context is already capped, so this is a no-op kept for symmetry
-    ctx_up = upsample(ctx.clamp(0.0, 1.0), S, mode="bicubic")
-    return ctx, ctx_up, topo, target
+    return ctx, upsample_context(ctx, S), topo, target
 
 
 def mean_output(model: SRModel, ctx: torch.Tensor, ctx_up: torch.Tensor, topo: torch.Tensor,
@@ -121,16 +114,13 @@ def mean_output(model: SRModel, ctx: torch.Tensor, ctx_up: torch.Tensor, topo: t
         settings, or a clamp at 0 when ``mass_conservation`` is ``None``); ``False``: the raw
         network output.
     device
-        The device (for autocast).
+        The device (bf16 autocast on CUDA).
+
+    The forward pass is :func:`xsuperres.nn.denoiser.mean_stage`, the one of inference.
     """
-    c = model.config
-    with _autocast(device):
-        z = model.mean_net(ctx_up, topo)
-    z = z.float()
-    if not mc:
-        return z
-    return mass_conserve(z, ctx[:, -1], c.S, c.T, power=c.power, threshold=c.threshold,
-                         mode=c.mass_conservation)
+    D, _ = mean_stage(model.mean_net, ctx, topo, ctx[:, -1], model.config, context_up=ctx_up,
+                      mc=mc, amp=device.type == "cuda")
+    return D
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,18 +131,20 @@ class _Run:
     model: SRModel
     td: TrainingData
     device: torch.device
-    epochs: int
-    batch_size: int
-    lr: float
-    patience: int
-    mc_start_epoch: int
-    seed: int
-    progress: bool
-    checkpoint_dir: str | None
+    options: TrainOptions
     fingerprint: dict[str, Any]
     history: dict[str, Any] = field(default_factory=dict)
     wall: dict[str, float] = field(default_factory=dict)
     datasets: dict[str, Any] = field(default_factory=dict)
+
+    # the two options the forward-pass helpers read
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def seed(self) -> int:
+        return self.options.seed
 
 
 def _empty_history() -> dict[str, Any]:
@@ -232,14 +224,8 @@ def _diffusion_loss(model: SRModel, batch, device: torch.device, generator: torc
         else:
             D = mean_output(model, ctx, ctx_up, topo, True, device)
         r0 = (target - D) / float(model.normalization["residual_scale"])
-    lr_up = ctx_up[:, -1:]
-
-    def model_fn(r_j: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-        with _autocast(device):
-            v = model.diffusion_net(r_j, D, lr_up, ctx_up, j)
-        return v.float()
-
-    return v_loss(model_fn, r0, model.schedule, generator=generator)
+    return model.denoiser.loss(r0, D, ctx_up[:, -1:], ctx_up, generator,
+                               amp=device.type == "cuda")
 
 
 def _mean_loss(model: SRModel, batch, device: torch.device, mc: bool) -> torch.Tensor:
@@ -265,37 +251,18 @@ def _validate(run: _Run, stage: str) -> float:
     return total / max(count, 1)
 
 
-def _rng_states(gens: dict[str, torch.Generator], device: torch.device) -> dict[str, torch.Tensor]:
-    out = {name: g.get_state() for name, g in gens.items()}
-    out["torch_cpu"] = torch.get_rng_state()
-    if device.type == "cuda":
-        out["torch_cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _set_rng_states(states: dict[str, torch.Tensor], gens: dict[str, torch.Generator],
-                    device: torch.device) -> None:
-    for name, g in gens.items():
-        if name in states:
-            g.set_state(states[name])
-    if "torch_cpu" in states:
-        torch.set_rng_state(states["torch_cpu"])
-    if "torch_cuda" in states and device.type == "cuda":
-        torch.cuda.set_rng_state(states["torch_cuda"], device)
-
-
 def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
     """Train one stage (see the module notes); restores the best weights at the end."""
-    model, device = run.model, run.device
+    model, device, opts = run.model, run.device, run.options
     net = model.mean_net if stage == "mean" else model.diffusion_net
     for p in model.parameters():
         p.requires_grad_(False)
     for p in net.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.Adam(net.parameters(), lr=run.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.epochs)
-    gens = {"loader": torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _LOADER_SEED[stage]),
-            "noise": torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _NOISE_SEED)}
+    opt = torch.optim.Adam(net.parameters(), lr=opts.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs)
+    gens = {"loader": torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + _LOADER_SEED[stage]),
+            "noise": torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + _NOISE_SEED)}
     hist = run.history.setdefault(stage, _empty_history())
     best_state = copy.deepcopy(net.state_dict())
     bad = 0
@@ -304,24 +271,24 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
         state = resume["state"]
         optimizer_from_safe(opt, resume["optimizer"], state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        if sched.T_max != run.epochs:
+        if sched.T_max != opts.epochs:
             # continue on the cosine curve of the new number of epochs
-            sched.T_max = run.epochs
+            sched.T_max = opts.epochs
             n = sched.last_epoch
             for g, base in zip(opt.param_groups, sched.base_lrs):
-                g["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * n / run.epochs)) / 2
+                g["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * n / opts.epochs)) / 2
             sched._last_lr = [g["lr"] for g in opt.param_groups]
         best_state = {k: v.to(device) for k, v in resume["best"].items()}
         bad = int(state["bad_epochs"])
         start = int(state["epoch"])
-        _set_rng_states(resume["rng"], gens, device)
-    todo = 0 if hist["early_stopped"] else max(0, run.epochs - start)
+        set_rng_states(resume["rng"], gens, device)
+    todo = 0 if hist["early_stopped"] else max(0, opts.epochs - start)
     run.datasets = {}
     if stage == "diffusion" and todo:
         run.datasets = {"train": _with_mean(run, run.td.train), "valid": _with_mean(run, run.td.valid)}
-    train_loader = _loader(run.datasets.get("train", run.td.train), run.batch_size, True, gens["loader"])
+    train_loader = _loader(run.datasets.get("train", run.td.train), opts.batch_size, True, gens["loader"])
     bar = None
-    if run.progress and todo:
+    if opts.progress and todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=todo * len(train_loader), desc=f"train {stage}", unit="batch", leave=True)
@@ -329,7 +296,7 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
     try:
         for epoch in range(start, start + todo):
             t0 = time.perf_counter()
-            mc = epoch >= run.mc_start_epoch
+            mc = epoch >= opts.mc_start_epoch
             model.eval()
             net.train()
             total, count = 0.0, 0
@@ -371,22 +338,22 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
             hist["epochs_run"] = epoch + 1
             if stage == "mean":
                 hist.setdefault("mc", []).append(mc)
-            log.info("%s epoch %d/%d: train %.5g, valid %.5g%s (%.1f s)", stage, epoch + 1, run.epochs,
+            log.info("%s epoch %d/%d: train %.5g, valid %.5g%s (%.1f s)", stage, epoch + 1, opts.epochs,
                      train_loss, valid_loss, " *" if improved else "", hist["wall_s"][-1])
-            if bad >= run.patience:
+            if bad >= opts.patience:
                 hist["early_stopped"] = True
                 log.info("%s: early stopping after epoch %d (%d epochs without improvement; best "
                          "epoch %d)", stage, epoch + 1, bad, hist["best_epoch"])
             if bar is not None:
                 bar.set_postfix(epoch=epoch + 1, train=f"{train_loss:.4g}", valid=f"{valid_loss:.4g}")
-            if run.checkpoint_dir is not None:
+            if opts.checkpoint_dir is not None:
                 save_checkpoint(
-                    run.checkpoint_dir,
+                    opts.checkpoint_dir,
                     state={"stage": stage, "epoch": epoch + 1, "bad_epochs": bad,
                            "history": run.history, "fingerprint": run.fingerprint,
                            "normalization": model.normalization},
                     model_state=model.state_dict(), best_state=best_state, optimizer=opt,
-                    scheduler=sched, rng=_rng_states(gens, device))
+                    scheduler=sched, rng=rng_states(gens, device))
             if hist["early_stopped"]:
                 break
     finally:
@@ -400,50 +367,19 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-def _machine(device: torch.device) -> dict[str, Any]:
-    out = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-           "python": platform.python_version(), "torch_version": torch.__version__,
-           "xsuperres_version": __version__, "device": str(device),
-           "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        out["device_name"] = torch.cuda.get_device_name(device)
-    return out
-
-
-def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], directory: str) -> None:
-    diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-    if diff:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)
-        raise ValueError(
-            f"checkpoint_dir {directory!r} holds a checkpoint of a different run ({details}); "
-            "use another directory or the same data and settings to resume"
-        )
-
-
 def fit(
-    hr: xr.DataArray | Sequence[xr.DataArray],
+    hr: xr.DataArray | Sequence[xr.DataArray] | None,
     S: int,
     T: int,
     *,
+    options: TrainOptions | None = None,
     topography: Any = None,
     config: SRConfig | None = None,
-    epochs: int = 80,
-    batch_size: int = 12,
-    lr: float = 1e-4,
-    patience: int = 8,
-    mc_start_epoch: int = 20,
-    fold: int = 0,
-    n_folds: int = 4,
-    valid: slice | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    checkpoint_dir: str | None = None,
-    stage: str = "both",
     dims: dict[str, Hashable] | None = None,
     first_block: int | None = None,
     mean_from: SRModel | None = None,
     training_data: TrainingData | None = None,
+    **overrides: Any,
 ) -> SRModel:
     """:func:`train` with the extra options used by :mod:`xsuperres.tune`.
 
@@ -460,40 +396,43 @@ def fit(
         ``hr``, ``topography``, ``config``, ``fold``, ``n_folds``, ``valid`` and
         ``first_block`` are then ignored.
 
+    options, **overrides
+        The training options (:class:`~xsuperres.training.options.TrainOptions`) and
+        keyword overrides of its fields (``epochs=...``, ``stage=...``), combined as in
+        :func:`train`; a keyword that is not a field is a ``TypeError``.
+
     Other parameters and the return value are those of :func:`train`.
     """
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    patience = positive_int(patience, "patience")
-    mc_start_epoch = integer(mc_start_epoch, "mc_start_epoch", 0)
-    if stage not in ("both", "mean"):
-        raise ValueError(f"stage must be 'both' or 'mean', got {stage!r}")
-    if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainOptions)})
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s) {unknown}; the training "
+                        "options are the fields of TrainOptions")
+    opts = combine(options, overrides)
     t_start = time.perf_counter()
-    dev = _resolve_device(device)
+    dev = _resolve_device(opts.device)
     td = training_data
     if td is None:
-        td = build_training_data(hr, S, T, topography=topography, config=config, fold=fold,
-                                 n_folds=n_folds, valid=valid, first_block=first_block, seed=seed,
-                                 dims=dims)
+        td = build_training_data(hr, S, T, topography=topography, config=config, fold=opts.fold,
+                                 n_folds=opts.n_folds, valid=opts.valid, first_block=first_block,
+                                 seed=opts.seed, dims=dims)
     cfg = td.config
     norm = td.normalization
     if mean_from is not None:
         if mean_from.config.replace(beta_max=cfg.beta_max) != cfg.replace(beta_max=cfg.beta_max):
             raise ValueError("mean_from was trained with another configuration (only beta_max may differ)")
-    torch.manual_seed(seed)
+    torch.manual_seed(opts.seed)
     model = SRModel(cfg, normalization=norm).to(dev)
     fingerprint = {"config": cfg.to_dict(), "normalization": norm, "n_train": len(td.train),
-                   "n_valid": len(td.valid), "batch_size": batch_size, "lr": float(lr), "seed": seed}
-    run = _Run(model, td, dev, epochs, batch_size, float(lr), patience, mc_start_epoch, seed,
-               bool(progress), None if checkpoint_dir is None else str(checkpoint_dir), fingerprint)
+                   "n_valid": len(td.valid), "batch_size": opts.batch_size, "lr": opts.lr,
+                   "seed": opts.seed}
+    run = _Run(model, td, dev, opts, fingerprint)
 
+    checkpoint_dir = opts.checkpoint_dir
     resume = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     resumed_from = None
     if resume is not None:
         st = resume["state"]
-        _check_fingerprint(st["fingerprint"], _jsonable(fingerprint), str(checkpoint_dir))
+        check_fingerprint(st["fingerprint"], _jsonable(fingerprint), str(checkpoint_dir))
         model.load_state_dict({k: v.to(dev) for k, v in resume["model"].items()})
         model.normalization.update(st["normalization"])
         run.history = st["history"]
@@ -507,7 +446,7 @@ def fit(
     elif resume is None or resume["state"]["stage"] == "mean":
         _run_stage(run, "mean", resume)
     # ---- stage 2: the residual diffusion
-    if stage == "both":
+    if opts.stage == "both":
         for p in model.mean_net.parameters():
             p.requires_grad_(False)
         diff_resume = resume if resume is not None and resume["state"]["stage"] == "diffusion" else None
@@ -529,13 +468,14 @@ def fit(
         "n_nan_skipped": {"train": split.n_nan_train, "valid": split.n_nan_valid},
         "epochs_run": {s: run.history.get(s, {}).get("epochs_run", 0) for s in STAGES},
         "wall_time_s": {"total": wall, **{f"{s}_stage": v for s, v in run.wall.items()}},
-        "protocol": {"epochs": epochs, "batch_size": batch_size, "lr": float(lr), "patience": patience,
-                     "mc_start_epoch": mc_start_epoch, "fold": fold, "n_folds": n_folds, "seed": seed,
-                     "stage": stage, "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
+        "protocol": {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr,
+                     "patience": opts.patience, "mc_start_epoch": opts.mc_start_epoch,
+                     "fold": opts.fold, "n_folds": opts.n_folds, "seed": opts.seed,
+                     "stage": opts.stage, "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
                      "resumed_from": resumed_from, "mean_from_model": mean_from is not None},
-        "machine": _machine(dev),
+        "machine": machine(dev),
         "torch_version": torch.__version__,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
@@ -549,20 +489,21 @@ def train(
     *,
     topography: Any = None,
     config: SRConfig | None = None,
-    epochs: int = 80,
-    batch_size: int = 12,
-    lr: float = 1e-4,
-    patience: int = 8,
-    mc_start_epoch: int = 20,
-    fold: int = 0,
-    n_folds: int = 4,
-    valid: slice | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    checkpoint_dir: str | None = None,
-    stage: str = "both",
+    epochs: int = DEFAULT.epochs,
+    batch_size: int = DEFAULT.batch_size,
+    lr: float = DEFAULT.lr,
+    patience: int = DEFAULT.patience,
+    mc_start_epoch: int = DEFAULT.mc_start_epoch,
+    fold: int = DEFAULT.fold,
+    n_folds: int = DEFAULT.n_folds,
+    valid: slice | None = DEFAULT.valid,
+    seed: int = DEFAULT.seed,
+    device: str | torch.device = DEFAULT.device,
+    progress: bool = DEFAULT.progress,
+    checkpoint_dir: str | None = DEFAULT.checkpoint_dir,
+    stage: str = DEFAULT.stage,
     dims: dict[str, Hashable] | None = None,
+    options: TrainOptions | None = None,
 ) -> SRModel:
     """Train an :class:`~xsuperres.model.SRModel` for the factors ``(S, T)``.
 
@@ -613,6 +554,13 @@ def train(
         tuning ``L``; the diffusion network stays untrained).
     dims
         Explicit dimension names (:func:`xsuperres.find_dims`).
+    options
+        The training options as one :class:`~xsuperres.training.options.TrainOptions`
+        (the fields are the keywords ``epochs`` .. ``stage`` above, with the same
+        defaults and rules). The keywords given explicitly override its fields:
+        ``train(hr, S, T, options=opts, lr=1e-3)`` is
+        ``train(hr, S, T, options=dataclasses.replace(opts, lr=1e-3))``; keywords left
+        out never do. ``None``: ``TrainOptions()``.
 
     Returns
     -------
@@ -629,8 +577,11 @@ def train(
     ------
     ValueError
         Missing/invalid units, negative values, inconsistent events, a grid too small for
-        the tiling, no training or validation samples, bad settings, or a checkpoint of a
+        the tiling, no training or validation samples, bad settings (the messages of
+        :class:`~xsuperres.training.options.TrainOptions`), or a checkpoint of a
         different run in ``checkpoint_dir``.
+    TypeError
+        ``options`` is not a :class:`~xsuperres.training.options.TrainOptions`.
 
     Examples
     --------
@@ -638,8 +589,8 @@ def train(
     >>> da = xs.open_sample("knmi").precip  # doctest: +SKIP
     >>> model = xs.train(da, S=4, T=2, epochs=2, config=xs.SRConfig.recipe(4, 2, tile_size=40))  # doctest: +SKIP
     >>> model.history["mean"]["valid"]  # doctest: +SKIP
+    >>> opts = xs.training.TrainOptions(epochs=2, batch_size=8)  # doctest: +SKIP
+    >>> model = xs.train(da, S=4, T=2, options=opts, seed=1)  # doctest: +SKIP
     """
-    return fit(hr, S, T, topography=topography, config=config, epochs=epochs, batch_size=batch_size,
-               lr=lr, patience=patience, mc_start_epoch=mc_start_epoch, fold=fold, n_folds=n_folds,
-               valid=valid, seed=seed, device=device, progress=progress,
-               checkpoint_dir=checkpoint_dir, stage=stage, dims=dims)
+    return fit(hr, S, T, topography=topography, config=config, dims=dims,
+               options=combine(options, locals()))

@@ -3,7 +3,7 @@
 The preprint cuts its 400 x 400 km domain into a 4 x 4 grid of 100 x 100 km tiles and
 uses 4-fold cross-validation in which every fold holds exactly one tile per row and per
 column (a Latin square), so that validation tiles are spread over the whole domain and
-never overlap training tiles (SPEC section 3). This module generalises that layout.
+never overlap training tiles (docs/training.md). This module generalises that layout.
 
 Tile size rule (:func:`choose_tile_size`)
 -----------------------------------------

@@ -1,0 +1,189 @@
+"""Training options: the settings of one training run, in one frozen dataclass.
+
+A training run of :func:`xsuperres.train` is described by the data (``hr``, ``S``, ``T``,
+``topography``, ``dims``), the model's hyperparameters (:class:`~xsuperres.config.SRConfig`)
+and the *training options*: the optimisation protocol (epochs, batch size, learning rate,
+early stopping, when mass conservation enters the loss), the validation split (fold,
+number of folds, held-out period), the random seed, the device, the progress bar, the
+checkpoint folder and the stage(s) to train. :class:`TrainOptions` holds the training
+options; it is shared by :func:`~xsuperres.training.loop.train`,
+:func:`~xsuperres.training.loop.fit`, the ``xsuperres train`` command line and
+:mod:`xsuperres.tune`, so that every default and every rule on these settings lives here
+once.
+
+The training functions accept the options both as keywords (``epochs=3``) and as one
+object (``options=TrainOptions(epochs=3)``). The rule (:func:`combine`): ``options`` is
+the base (``TrainOptions()`` when omitted) and the keywords *given explicitly* override
+its fields, so ``train(hr, S, T, options=opts, lr=1e-3)`` is
+``train(hr, S, T, options=dataclasses.replace(opts, lr=1e-3))``. A keyword left out never
+overrides: the functions' defaults are markers (:data:`DEFAULT`) that print as the
+:class:`TrainOptions` default, so the signatures read as before (``epochs=80``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from ..checks import finite_float, integer, positive_int
+from ..checks import seed as check_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["TrainOptions", "STAGE_CHOICES", "DEFAULT", "combine"]
+
+#: Values of :attr:`TrainOptions.stage`.
+STAGE_CHOICES: tuple[str, ...] = ("both", "mean")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The training options of :func:`xsuperres.train` (see the module notes).
+
+    Every field is validated on construction (and by :func:`dataclasses.replace`), with
+    the messages of :mod:`xsuperres.checks` and, for ``device``, of the one device
+    validator of :mod:`xsuperres.model`; integers are stored as ``int``, ``lr`` as
+    ``float`` and ``checkpoint_dir`` as ``str``.
+
+    Attributes
+    ----------
+    epochs
+        Maximum number of epochs per stage (positive integer; 80 in the preprint).
+    batch_size
+        Samples per batch (positive integer; 12 in the preprint).
+    lr
+        Adam learning rate (finite, ``>= 0``; 1e-4), on the losses in normalized units;
+        annealed to 0 over ``epochs`` epochs with a cosine.
+    patience
+        Early stopping after this many epochs without a strictly lower validation loss
+        (positive integer; 8).
+    mc_start_epoch
+        Number of epochs trained before mass conservation enters the training loss of the
+        mean: it is used from epoch ``mc_start_epoch + 1`` on (non-negative integer; 20,
+        "after the 20th epoch").
+    fold
+        Validation fold of the Latin-square tile folds, 0-based (non-negative integer).
+        Whether it lies below ``n_folds`` is checked with the split
+        (:func:`~xsuperres.training.split.split_samples`).
+    n_folds
+        Number of folds (positive integer; the split needs at least 2).
+    valid
+        Optional held-out validation period ``slice(t0, t1)`` of time labels (checked
+        against the data's time axis by :mod:`xsuperres.training.split`), or ``None``.
+    seed
+        Seed of the weights' initialisation, the shuffling and the diffusion noise
+        (non-negative integer).
+    device
+        ``"auto"`` (CUDA if available, resolved when training starts), ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a :class:`torch.device`.
+    progress
+        Show a tqdm progress bar with the running losses (stored as ``bool``).
+    checkpoint_dir
+        Folder (path) of the per-epoch checkpoints; an existing checkpoint there is
+        resumed. ``None``: no checkpoints.
+    stage
+        ``"both"`` (the mean, then the residual diffusion) or ``"mean"`` (the
+        deterministic mean only).
+    """
+
+    epochs: int = 80
+    batch_size: int = 12
+    lr: float = 1e-4
+    patience: int = 8
+    mc_start_epoch: int = 20
+    fold: int = 0
+    n_folds: int = 4
+    valid: slice | None = None
+    seed: int = 0
+    device: str | torch.device = "auto"
+    progress: bool = True
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    stage: str = "both"
+
+    def __post_init__(self) -> None:
+        # imported here: the model module needs torch, this one does not
+        from ..model import _resolve_device
+
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("epochs", "batch_size", "patience", "n_folds"):
+            put(name, positive_int(getattr(self, name), name))
+        put("mc_start_epoch", integer(self.mc_start_epoch, "mc_start_epoch", 0))
+        put("fold", integer(self.fold, "fold", 0))
+        put("seed", check_seed(self.seed))
+        lr = finite_float(self.lr, "lr")
+        if lr < 0:
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
+        put("lr", lr)
+        _resolve_device(self.device)  # raises a ValueError listing the valid devices
+        put("progress", bool(self.progress))
+        if self.checkpoint_dir is not None:
+            try:
+                put("checkpoint_dir", os.fsdecode(self.checkpoint_dir))
+            except TypeError:
+                raise ValueError(f"checkpoint_dir must be a folder path or None, "
+                                 f"got {self.checkpoint_dir!r}") from None
+        if self.stage not in STAGE_CHOICES:
+            raise ValueError(f"stage must be 'both' or 'mean', got {self.stage!r}")
+
+
+class _Default:
+    """The default of a training keyword that the caller left out.
+
+    Its ``repr`` is the default value, so that ``help(train)`` shows ``epochs=80``;
+    :func:`combine` skips it, so that a keyword left out never overrides ``options``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+#: Defaults of the training keywords of :func:`~xsuperres.training.loop.train` and
+#: :func:`~xsuperres.training.loop.fit`, one per field of :class:`TrainOptions`
+#: (``DEFAULT.epochs`` prints as ``80``; ``DEFAULT.epochs.value`` is 80).
+DEFAULT = SimpleNamespace(**{f.name: _Default(f.default) for f in fields(TrainOptions)})
+
+
+def combine(options: TrainOptions | None, keywords: Mapping[str, Any]) -> TrainOptions:
+    """The training options of a call: ``options`` overridden by the keywords given.
+
+    Parameters
+    ----------
+    options
+        The ``options=`` argument: a :class:`TrainOptions`, or ``None`` for
+        ``TrainOptions()``.
+    keywords
+        The call's arguments by name (e.g. ``locals()`` at the top of the function). The
+        names that are fields of :class:`TrainOptions` are used, except those left at
+        their :data:`DEFAULT` marker; other names are ignored.
+
+    Returns
+    -------
+    TrainOptions
+        ``dataclasses.replace(options, **given)``, validated.
+
+    Raises
+    ------
+    TypeError
+        ``options`` is not a :class:`TrainOptions`.
+    ValueError
+        An invalid value (see :class:`TrainOptions`).
+    """
+    given = {f.name: keywords[f.name] for f in fields(TrainOptions)
+             if f.name in keywords and not isinstance(keywords[f.name], _Default)}
+    if options is None:
+        return TrainOptions(**given)
+    if not isinstance(options, TrainOptions):
+        raise TypeError(f"options must be a TrainOptions, got {type(options).__name__}")
+    return dataclasses.replace(options, **given) if given else options

@@ -13,16 +13,6 @@ from xsuperres.nn.mass import coarsen
 FACTORS = [(1, 3), (10, 1), (10, 3), (25, 6), (2, 2), (5, 4)]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Run each test on one intra-op thread (restored afterwards).
-
-    The tensors here are tiny: one thread is as fast and robust on a shared CPU.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("S,T", FACTORS)

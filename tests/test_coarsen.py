@@ -16,7 +16,7 @@ from xsuperres import coarsen_perfect
 
 
 def loop_reference(y: np.ndarray, S: int, T: int) -> np.ndarray:
-    """The SPEC's formula, written as explicit loops over LR indices."""
+    """The operator's formula (docs/getting-started.md), written as explicit loops over LR indices."""
     nt, ny, nx = y.shape[0] // T, y.shape[1] // S, y.shape[2] // S
     out = np.empty((nt, ny, nx))
     for t in range(nt):

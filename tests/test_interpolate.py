@@ -220,3 +220,20 @@ def test_refine_2d_longitudes_across_the_antimeridian(offset):
                               "lon": (("y", "x"), lr, {"standard_name": "longitude"})})
     out = interpolate(da, S, 1)
     np.testing.assert_allclose((out.lon.values - truth + 180.0) % 360.0 - 180.0, 0.0, atol=1e-9)
+
+
+def test_accessor_faces_delegate_and_dataset_maps_over_precipitation():
+    import xsuperres  # noqa: F401  (registers .stsr)
+
+    hr = xsuperres.open_sample("knmi")["precip"].isel(time=slice(0, 6), y=slice(0, 20), x=slice(0, 20))
+    lr = hr.stsr.coarsen_perfect(10, 3)
+    direct = xsuperres.interpolate(lr, 10, 3, "nearest")
+    xr.testing.assert_identical(lr.stsr.interpolate(10, 3, "nearest"), direct)
+    tas = xr.full_like(lr, 280.0).assign_attrs(units="K")
+    ds = xr.Dataset({"precip": lr, "tas": tas})
+    assert ds.stsr.precipitation_vars == ["precip"]
+    out = ds.stsr.interpolate(10, 3, "nearest")
+    assert list(out.data_vars) == ["precip"]
+    np.testing.assert_array_equal(out["precip"].values, direct.values)
+    with pytest.raises(ValueError, match="no precipitation variable"):
+        xr.Dataset({"tas": tas}).stsr.interpolate(10, 3)

@@ -4,23 +4,25 @@
 ``xarray.DataArray``.
 """
 
-from . import accessor as _accessor  # noqa: F401  (registers ``.stsr``)
+from . import accessor  # registers ``.stsr`` on DataArray and Dataset
 from . import metrics, pretrained, topography, tune, validate
 from ._version import __version__
 from .coarsen import coarsen_perfect
 from .config import SRConfig
 from .dims import DimensionError, find_dims
-from .downscale import downscale
+from .downscaling import downscale
 from .interpolate import interpolate
 from .model import ModelFileError, SRModel
 from .pretrained import list_models, load_model
 from .sample import list_samples, open_sample
 from .scoring import score
-from .training import train
+from .training import TrainOptions, train
 from .units import check_precipitation, to_mm_per_hour
 
 __all__ = [
     "__version__",
+    "accessor",
+    "TrainOptions",
     "DimensionError",
     "ModelFileError",
     "SRConfig",

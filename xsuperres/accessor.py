@@ -1,8 +1,11 @@
-"""The ``.stsr`` accessor on ``xarray.Dataset`` and ``xarray.DataArray``.
+"""The ``.stsr`` accessor on ``xarray.DataArray`` and ``xarray.Dataset``.
 
 The accessor is a thin face: it forwards to plain public functions
-(:func:`xsuperres.coarsen_perfect`, :func:`xsuperres.score`, ...) that can be
-used and tested without it.
+(:func:`xsuperres.coarsen_perfect`, :func:`xsuperres.score`, :func:`xsuperres.downscale`,
+:func:`xsuperres.interpolate`) that can be used and tested without it. As in rioxarray
+(``raster_array.py`` / ``raster_dataset.py``), one base class holds the verbs both faces
+share; the DataArray face adds what takes one field, and the Dataset face maps those
+over its precipitation variables (the ones with rate units, :func:`xsuperres.validate.is_precipitation`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import xarray as xr
 
 from .coarsen import coarsen_perfect
 from .dims import find_dims
+from .validate import is_precipitation
 
-__all__ = ["STSRAccessor"]
+__all__ = ["STSRAccessor", "STSRArrayAccessor", "STSRDatasetAccessor"]
 
 
 class STSRAccessor:
-    """Spatio-temporal super-resolution verbs for precipitation fields.
+    """Spatio-temporal super-resolution verbs shared by the DataArray and Dataset faces.
 
-    Registered as ``obj.stsr`` on both ``xarray.DataArray`` and ``xarray.Dataset``
-    by ``import xsuperres``.
+    Registered as ``obj.stsr`` (through :class:`STSRArrayAccessor` and
+    :class:`STSRDatasetAccessor`) by ``import xsuperres``.
     """
 
     def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
@@ -53,32 +57,55 @@ class STSRAccessor:
 
         return score(self._obj, truth, dim, member_dim=member_dim, dims=dims)
 
-    def downscale(
-        self,
-        model,
-        n_members: int = 3,
-        *,
-        topography: xr.DataArray | None = None,
-        sampler: str = "ddim",
-        steps: int | None = None,
-        seed: int = 0,
-        device: str = "auto",
-        batch_size: int | None = None,
-        context: str = "pad",
-        strict: bool = True,
-        dims: Mapping[str, Hashable] | None = None,
-        **kwargs,
-    ) -> xr.DataArray | xr.Dataset:
+    def downscale(self, model, n_members: int = 3, **kwargs) -> xr.DataArray | xr.Dataset:
         """Lazy ensemble downscaling with an ``SRModel`` (or a saved-model path or name).
 
-        See :func:`xsuperres.downscale.downscale` for the parameters and the output.
+        See :func:`xsuperres.downscale` for the keyword arguments (``topography``,
+        ``sampler``, ``steps``, ``seed``, ``device``, ``batch_size``, ``context``,
+        ``strict``, ``dims``, ``eta``, ``tile_size``, ``overlap``) and the output.
         """
-        from .downscale import downscale
+        from .downscaling import downscale
 
-        return downscale(self._obj, model, n_members, topography=topography, sampler=sampler,
-                         steps=steps, seed=seed, device=device, batch_size=batch_size,
-                         context=context, strict=strict, dims=dims, **kwargs)
+        return downscale(self._obj, model, n_members, **kwargs)
 
 
-xr.register_dataarray_accessor("stsr")(STSRAccessor)
-xr.register_dataset_accessor("stsr")(STSRAccessor)
+class STSRArrayAccessor(STSRAccessor):
+    """``DataArray.stsr``: the shared verbs, and those that take one precipitation field."""
+
+    def interpolate(self, S: int, T: int, method: str = "bicubic", **kwargs) -> xr.DataArray:
+        """Bicubic / nearest baseline back on the HR grid; see :func:`xsuperres.interpolate`."""
+        from .interpolate import interpolate
+
+        return interpolate(self._obj, S, T, method, **kwargs)
+
+
+class STSRDatasetAccessor(STSRAccessor):
+    """``Dataset.stsr``: the shared verbs, and the single-field ones mapped over its
+    precipitation variables."""
+
+    @property
+    def precipitation_vars(self) -> list[Hashable]:
+        """Names of the data variables with precipitation-rate ``units``."""
+        return [n for n, v in self._obj.data_vars.items() if is_precipitation(v)]
+
+    def interpolate(self, S: int, T: int, method: str = "bicubic", **kwargs) -> xr.Dataset:
+        """:func:`xsuperres.interpolate` of every precipitation variable (others are left out).
+
+        Raises
+        ------
+        ValueError
+            If the Dataset has no variable with precipitation-rate units.
+        """
+        from .interpolate import interpolate
+
+        names = self.precipitation_vars
+        if not names:
+            raise ValueError("the Dataset has no precipitation variable (one with rate units, e.g. "
+                             f"'mm h-1'); its variables are {list(map(str, self._obj.data_vars))}")
+        out = xr.Dataset({n: interpolate(self._obj[n], S, T, method, **kwargs) for n in names})
+        out.attrs = dict(self._obj.attrs)
+        return out
+
+
+xr.register_dataarray_accessor("stsr")(STSRArrayAccessor)
+xr.register_dataset_accessor("stsr")(STSRDatasetAccessor)

@@ -271,7 +271,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from .downscale import run_cli
+    from .downscaling.cli import run_cli
 
     model = args.model if Path(args.model).exists() else None     # a model folder is an input too
     check_output(args.output, [args.input, args.topography, model],

@@ -1,4 +1,4 @@
-"""The perfect-model coarsening operator ``A_{S,T}`` (SPEC section 1).
+"""The perfect-model coarsening operator ``A_{S,T}`` (preprint section 3; docs/getting-started.md).
 
 The low-resolution frame is the mean over a block of ``T`` consecutive
 high-resolution frames and ``S x S`` high-resolution pixels::

@@ -30,7 +30,7 @@ __all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES"]
 #: Allowed values of :attr:`SRConfig.mass_conservation`.
 MASS_CONSERVATION_MODES: tuple[Optional[str], ...] = ("tile", "block", None)
 
-#: The preprint's values (Table 2 and ``SPEC.md``) for its four pairs ``(S, T)``.
+#: The preprint's values (Table 2) for its four pairs ``(S, T)``.
 #: ``beta_max`` of (10, 3) and (25, 6) and the thresholds of (1, 3) and (10, 1) are not
 #: legible in the preprint: the values below are this package's choices (see
 #: :meth:`SRConfig.recipe`).
@@ -243,7 +243,7 @@ class SRConfig:
     def recipe(cls, S: int, T: int, **overrides: Any) -> "SRConfig":
         """Hyperparameters for the pair ``(S, T)``: the preprint's where it has them.
 
-        Preprint pairs (Table 2 of the preprint, ``SPEC.md``)
+        Preprint pairs (Table 2 of the preprint)
             ======== ==== ========== ======= ==========
             (S, T)    L   beta_max   power   threshold
             ======== ==== ========== ======= ==========

@@ -1,7 +1,7 @@
 """Interpolation baselines on xarray objects: bicubic and nearest-neighbour.
 
-Each HR frame of a block takes the block's LR frame, upsampled in space (SPEC
-section 4). These are the reference points every learned model is scored against.
+Each HR frame of a block takes the block's LR frame, upsampled in space (the
+preprint's baselines). These are the reference points every learned model is scored against.
 """
 
 from __future__ import annotations

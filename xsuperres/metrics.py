@@ -1,4 +1,4 @@
-"""The eight verification metrics of SPEC section 5, on plain numpy arrays.
+"""The eight verification metrics of the preprint (appendix 11; docs/metrics.md), on plain numpy arrays.
 
 Conventions
 -----------

@@ -1,7 +1,7 @@
 """Score a (possibly ensemble) prediction against the truth: the xarray face of :mod:`.metrics`.
 
-:func:`score` returns an :class:`xarray.Dataset` with the eight metrics of SPEC
-section 5 (``mse, mae, pe99, lsd, emd, ssim, pitd, crps``); see
+:func:`score` returns an :class:`xarray.Dataset` with the eight metrics of the
+preprint (appendix 11: ``mse, mae, pe99, lsd, emd, ssim, pitd, crps``); see
 :mod:`xsuperres.metrics` for their definitions. Scoring computes: dask-backed
 inputs are loaded into memory (as float64).
 """

@@ -12,10 +12,19 @@ the weights):
    domain) on CPU with a ``dask.distributed.LocalCluster`` of 1 and of 2 single-threaded
    worker processes.
 
+3. **Default path against a reference version** (``--compare REV``): the same real input
+   (the embedded KNMI sample, the shipped ``radar-s10-t1``, an 80 x 80 and a 200 x 200 HR
+   crop of the wettest hours, 3 members) downscaled with **default arguments** by this
+   version and by the package as of git revision ``REV`` (exported with ``git archive``
+   into a temporary folder and imported from there in a child process, so both run in
+   the same environment, one after the other). Reported: HR pixel-frame-members per second
+   and the CRPS of each against the truth, and their ratios.
+
 Usage::
 
     python benchmarks/bench_downscale.py            # defaults
     python benchmarks/bench_downscale.py --quick    # a minute or so on 2 cores
+    python benchmarks/bench_downscale.py --compare 76f0283   # default path vs v0.1.0
 """
 
 from __future__ import annotations
@@ -127,9 +136,99 @@ def run_throughput(args) -> dict:
     return results
 
 
+# --------------------------------------------------------------------------- default path
+COMPARE_MODEL = "radar-s10-t1"
+COMPARE_SIZES = ((80, 6), (200, 2))  # (HR crop side, LR steps)
+
+
+def _wettest_crop(size: int, nt: int, S: int):
+    """The wettest ``size`` x ``size`` HR window (on LR cell edges) and ``nt`` LR steps of KNMI."""
+    import numpy as np
+
+    import xsuperres
+
+    hr = xsuperres.open_sample("knmi")["precip"]
+    ny, nx = hr.sizes["y"], hr.sizes["x"]
+    total = hr.fillna(0).sum("time").values
+    best, where = -1.0, (0, 0)
+    for y0 in range(0, ny - size + 1, S):
+        for x0 in range(0, nx - size + 1, S):
+            v = float(total[y0:y0 + size, x0:x0 + size].sum())
+            if v > best:
+                best, where = v, (y0, x0)
+    crop = hr.isel(y=slice(where[0], where[0] + size), x=slice(where[1], where[1] + size))
+    wet = crop.fillna(0).mean(("y", "x")).values
+    t0 = int(np.argmax(np.convolve(wet, np.ones(nt), "valid")))
+    return crop.isel(time=slice(t0, t0 + nt))
+
+
+def compare_child(pkg: str, size: int, nt: int, out_npy: str) -> None:
+    """In a fresh process: downscale with default arguments using the package at ``pkg``."""
+    if pkg != "-":
+        sys.path.insert(0, pkg)
+    import numpy as np
+
+    import xsuperres
+
+    model = xsuperres.load_model(COMPARE_MODEL)
+    S, T = model.config.S, model.config.T
+    truth = _wettest_crop(size, nt * T, S)
+    lr = xsuperres.coarsen_perfect(truth, S, T)
+    out = xsuperres.downscale(lr, COMPARE_MODEL, 3)  # default arguments
+    t0 = time.perf_counter()
+    values = np.asarray(out.transpose("member", "time", "y", "x").values)
+    wall = time.perf_counter() - t0
+    np.save(out_npy, values)
+    print(json.dumps({"file": xsuperres.__file__, "wall_s": wall, "shape": list(values.shape)}))
+
+
+def run_compare(rev: str) -> dict:
+    import numpy as np
+
+    import xsuperres
+    from xsuperres.metrics import crps
+
+    repo = Path(__file__).resolve().parents[1]
+    model = xsuperres.load_model(COMPARE_MODEL)
+    S, T = model.config.S, model.config.T
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = Path(tmp) / "ref"
+        ref.mkdir()
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "xsuperres"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
+        for size, nt in COMPARE_SIZES:
+            truth = _wettest_crop(size, nt * T, S).transpose("time", "y", "x").values
+            row = {"size": size, "lr_steps": nt}
+            for label, pkg in ((rev, str(ref)), ("this", "-")):
+                npy = str(Path(tmp) / f"{label}-{size}.npy")
+                res = subprocess.run([sys.executable, __file__, "--compare-child", pkg, str(size),
+                                      str(nt), npy], capture_output=True, text=True)
+                if res.returncode:
+                    raise RuntimeError(f"{label}: {res.stderr[-2000:]}")
+                info = json.loads(res.stdout.strip().splitlines()[-1])
+                ens = np.load(npy)
+                rate = ens.size / info["wall_s"]
+                row[label] = {"wall_s": info["wall_s"], "px_frame_members_per_s": rate,
+                              "crps": crps(ens, truth), "package": info["file"]}
+                print(f"  {size} x {size} HR, {nt} LR steps, {label:>8}: {info['wall_s']:7.1f} s, "
+                      f"{rate:10.0f} HR pixel-frame-members/s, CRPS {row[label]['crps']:.4f} "
+                      f"({info['file']})", flush=True)
+            row["speedup"] = row["this"]["px_frame_members_per_s"] / row[rev]["px_frame_members_per_s"]
+            row["crps_ratio"] = row["this"]["crps"] / row[rev]["crps"]
+            print(f"  -> throughput ratio {row['speedup']:.1f}x, CRPS ratio {row['crps_ratio']:.3f}",
+                  flush=True)
+            rows.append(row)
+    return {"model": COMPARE_MODEL, "reference": rev, "rows": rows}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         memory_child(*map(int, sys.argv[2:9]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--compare-child":
+        compare_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (about a minute on 2 cores)")
@@ -141,7 +240,17 @@ def main() -> None:
     p.add_argument("--nt", type=int, default=8, help="LR steps of the short run (the long one is 10x)")
     p.add_argument("--nt-tp", type=int, default=24, help="LR steps of the throughput run")
     p.add_argument("--chunk", type=int, default=4, help="LR steps per chunk")
+    p.add_argument("--compare", metavar="REV", help="only the default-path comparison against git "
+                   "revision REV (e.g. 76f0283, v0.1.0)")
+    p.add_argument("--json", metavar="FILE", help="also write the comparison to FILE")
     args = p.parse_args()
+    if args.compare:
+        print(f"default path: {COMPARE_MODEL}, 3 members, default arguments, this version vs "
+              f"{args.compare}")
+        res = run_compare(args.compare)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+        return
     if args.quick:
         args.ny, args.nx, args.tile, args.steps, args.nt, args.nt_tp, args.chunk = 12, 12, 24, 4, 4, 12, 2
     print(f"xsuperres downscale benchmark: S={S} T={T} L={L}, tiny model, {args.members} members, "

@@ -6,7 +6,8 @@ bytes differ. For each shipped model it records the SHA-256 of
 
 * ``predict_mean`` on the 4 wettest LR steps of a 60 x 60 km crop (coarsened by the
   model's S and T),
-* ``predict`` (2 members, DDIM 4 steps, seed 0) on the same context,
+* ``predict`` (2 members, DDIM 4 steps, seed 0; ``sampler="ddim"`` passed explicitly, so
+  the fingerprints do not follow the default sampler) on the same context,
 * ``downscale`` (the xarray/dask path: 2 members, DDIM 4 steps, seed 0) of the same LR
   field, and the output's coordinates.
 
@@ -58,9 +59,10 @@ def fingerprints() -> dict[str, str]:
             x = lr.values.astype(np.float32)
             ctx = np.stack([x[t - c.L + 1:t + 1] for t in range(c.L - 1, k)])  # (4, L, h, w)
             out[f"{name}/predict_mean"] = _digest(model.predict_mean(ctx, device="cpu"))
-            out[f"{name}/predict"] = _digest(model.predict(ctx, n_members=2, steps=4, seed=0,
-                                                           device="cpu"))
-            ens = xsuperres.downscale(lr, model, 2, steps=4, seed=0, device="cpu",
+            # the sampler is named so that a change of the default sampler leaves the reference
+            out[f"{name}/predict"] = _digest(model.predict(ctx, n_members=2, sampler="ddim", steps=4,
+                                                           seed=0, device="cpu"))
+            ens = xsuperres.downscale(lr, model, 2, sampler="ddim", steps=4, seed=0, device="cpu",
                                       context="drop")
             out[f"{name}/downscale"] = _digest(ens.values)
             out[f"{name}/downscale_coords"] = _digest(np.concatenate(

@@ -143,7 +143,7 @@ def test_coordinates_against_hand_computed_case(model):
     assert a["units"] == "mm h-1" and a["standard_name"] == "lwe_precipitation_rate"
     assert a["cell_methods"] == "time: mean" and "downscale(" in a["history"]
     assert (a["xsuperres_S"], a["xsuperres_T"], a["xsuperres_L"]) == (S, T, L)
-    assert a["xsuperres_sampler"] == "ddim" and a["xsuperres_steps"] == STEPS
+    assert a["xsuperres_sampler"] == "dpmpp_2m" and a["xsuperres_steps"] == STEPS  # the default
     assert a["xsuperres_model"] == "tiny-test" and a["xsuperres_model_version"]
     assert a["xsuperres_context"].startswith("pad")
 
@@ -374,3 +374,191 @@ def test_cli_round_trip(model, model_dir, tmp_path):
     np.testing.assert_allclose(back["pr"].values, _run(lr, model).values, rtol=0, atol=1e-5)
     assert main(["downscale", str(src), str(tmp_path / "x.zarr"), "--model", model_dir,
                  "--chunks", "nope=2"]) == 2
+
+
+# ------------------------------------------------------------------- fast defaults: batching
+def _spy_calls(monkeypatch):
+    """Record the number of samples of every network call of the downscaling tasks."""
+    import xsuperres.downscaling.graph as graph
+
+    calls: list[int] = []
+    orig = graph._sample_tiles
+
+    def spy(model, x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return orig(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(graph, "_sample_tiles", spy)
+    return calls
+
+
+def test_bitwise_mode_is_chunk_invariant(model, monkeypatch):
+    """batch_size=1: one sample (with its members) per call, bitwise for any chunking."""
+    calls = _spy_calls(monkeypatch)
+    lr = _lr(nt=4, ny=6, nx=8, seed=2)
+    ref = _run(lr, model, batch_size=1).values
+    assert set(calls) == {1}
+    for chunks in ({"time": 1}, {"time": 3, "y": 4}, {"y": 2, "x": 3}, {"time": 2, "x": 5}):
+        np.testing.assert_array_equal(_run(lr.chunk(chunks), model, batch_size=1).values, ref)
+
+
+def test_default_batching_matches_bitwise_mode(model, monkeypatch):
+    """Automatic batching (several samples per call) changes results at float rounding only."""
+    calls = _spy_calls(monkeypatch)
+    lr = _lr(nt=4, ny=6, nx=8, seed=2)
+    one = _run(lr, model, batch_size=1).values
+    calls.clear()
+    auto = _run(lr, model).values
+    assert max(calls) > 1  # samples were batched
+    # stated tolerance: 1e-5 mm h-1 (float32 rounding of the networks; docs/downscale.md)
+    np.testing.assert_allclose(auto, one, rtol=0, atol=1e-5)
+    # chunk invariance with the default batching, within the same tolerance
+    for chunks in ({"time": 1}, {"time": 3, "y": 4}, {"y": 2, "x": 3}):
+        np.testing.assert_allclose(_run(lr.chunk(chunks), model).values, auto, rtol=0, atol=1e-5)
+    # an explicit batch_size is rounded down to whole samples (2 members: 5 // 2 = 2 samples)
+    calls.clear()
+    two = _run(lr, model, batch_size=5).values
+    assert max(calls) == 2
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-5)
+
+
+def test_automatic_batch_size_respects_memory(model, monkeypatch):
+    from xsuperres.downscaling import batching
+
+    c = model.config
+    per_sample = batching.call_bytes(c, 8, 8, 2)
+    assert per_sample > 0
+    # no memory at all: still one sample per call
+    monkeypatch.setattr(batching, "available_memory", lambda device="cpu": 0)
+    assert batching.samples_per_call(None, c, 8, 8, 2, 100) == 1
+    # room for exactly 3 samples (in the memory share), shared by 1 or 3 tasks
+    room = int(3 * per_sample / batching.MEMORY_FRACTION) + 1
+    monkeypatch.setattr(batching, "available_memory", lambda device="cpu": room)
+    assert batching.samples_per_call(None, c, 8, 8, 2, 100) == 3
+    assert batching.samples_per_call(None, c, 8, 8, 2, 100, tasks=3) == 1
+    # capped by MAX_ITEMS items (on a GPU), by the HR pixels of a CPU call and by the
+    # samples of the chunk; explicit sizes in items
+    monkeypatch.setattr(batching, "available_memory", lambda device="cpu": 1 << 50)
+    assert batching.samples_per_call(None, c, 8, 8, 2, 1000, "meta") == batching.MAX_ITEMS // 2
+    assert batching.samples_per_call(None, c, 8, 8, 2, 1000) == batching.MAX_ITEMS // 2
+    assert batching.samples_per_call(None, c, 40, 40, 3, 1000) == batching.CPU_MAX_PIXELS // 4800
+    assert batching.samples_per_call(None, c, 200, 200, 3, 1000) == 1
+    assert batching.samples_per_call(None, c, 8, 8, 2, 5) == 5
+    assert batching.samples_per_call(None, c, 8, 8, 100, 5) == 1
+    assert batching.samples_per_call(1, c, 8, 8, 2, 100) == 1
+    assert batching.samples_per_call(7, c, 8, 8, 2, 100) == 3
+    # larger tiles and larger presets need more memory per sample
+    assert batching.call_bytes(c, 16, 16, 2) == 4 * per_sample
+    # the probe itself answers a positive number of bytes here
+    monkeypatch.undo()
+    assert batching.available_memory("cpu") > 0
+    # end to end: a small budget gives one sample per call
+    calls = _spy_calls(monkeypatch)
+    monkeypatch.setattr(batching, "available_memory", lambda device="cpu": room)
+    _run(_lr(nt=3, ny=6, nx=8), model).values
+    assert calls and max(calls) == 3
+
+
+# ------------------------------------------------------------------- fast defaults: threads
+def test_threads_set_in_task_and_restored(model, monkeypatch):
+    import xsuperres.downscaling.graph as graph
+    from xsuperres.downscaling import threads
+
+    seen: list[tuple[int, int]] = []
+    orig = graph._compute_block
+
+    def spy(*args, **kwargs):
+        seen.append((torch.get_num_threads(), threads.dask_threads()))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(graph, "_compute_block", spy)
+    cores = threads.available_cores()
+    before = torch.get_num_threads()
+    lr = _lr(nt=4, ny=4, nx=4)
+    try:
+        torch.set_num_threads(3)
+        # synchronous scheduler: one task at a time, all cores (at most the user's 3)
+        _run(lr.chunk(time=2), model).values
+        assert seen and all(s == (min(3, cores), 1) for s in seen), seen
+        assert torch.get_num_threads() == 3
+        # threaded scheduler with 2 workers: at most cores // 2 torch threads per task (at
+        # most the setting of the pool's threads, which torch keeps per thread)
+        seen.clear()
+        with dask.config.set(scheduler="threads", num_workers=2):
+            _run(lr.chunk(time=1), model).values
+        assert seen and all(1 <= n <= max(1, cores // 2) and d == 2 for n, d in seen), seen
+        assert torch.get_num_threads() == 3
+        # the library only lowers torch's setting: one thread stays one thread
+        seen.clear()
+        torch.set_num_threads(1)
+        _run(lr, model).values
+        assert seen and all(n == 1 for n, _ in seen)
+        assert torch.get_num_threads() == 1
+        # restored after a task that raised (negative dask input is found in the task)
+        torch.set_num_threads(3)
+        bad = lr.copy()
+        bad[1, 0, 0] = -1.0
+        with pytest.raises(ValueError, match="negative"):
+            _run(bad.chunk(time=2), model).compute()
+        assert torch.get_num_threads() == 3
+        with dask.config.set(scheduler="threads", num_workers=2), pytest.raises(ValueError, match="negative"):
+            _run(bad.chunk(time=1), model).compute()
+        assert torch.get_num_threads() == 3
+        assert threads._ACTIVE == 0
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_task_threads_reference_count():
+    """Concurrent tasks: first in saves the setting, last out restores it, in every thread."""
+    import threading
+
+    from xsuperres.downscaling import threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    inside = threading.Barrier(2)
+    leave = threading.Barrier(2)
+    after: list[int] = []
+    errors: list[BaseException] = []
+
+    def task(first_out: bool):
+        try:
+            with threads.task_threads() as n:
+                assert n == torch.get_num_threads() >= 1
+                inside.wait(timeout=30)
+                assert threads._ACTIVE == 2
+                leave.wait(timeout=30)
+            after.append(torch.get_num_threads())
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    try:
+        workers = [threading.Thread(target=task, args=(i == 0,)) for i in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+        assert not errors, errors
+        assert threads._ACTIVE == 0
+        assert after == [3, 3]  # each worker thread is back to the user's setting
+        assert torch.get_num_threads() == 3
+        # an exception inside the body restores too
+        with pytest.raises(RuntimeError), threads.task_threads():
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 3 and threads._ACTIVE == 0
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_dask_threads_by_scheduler():
+    from xsuperres.downscaling import threads
+
+    probe = dask.delayed(lambda: threads.dask_threads())
+    with dask.config.set(scheduler="synchronous"):
+        assert probe().compute() == 1
+    with dask.config.set(scheduler="threads", num_workers=3):
+        assert probe().compute() == 3
+    assert threads.dask_threads() == 1  # outside any task: the calling thread
+    assert threads.torch_threads_rule(1) == 1
+    assert threads.torch_threads_rule(1000) == threads.available_cores()

@@ -518,17 +518,39 @@ def test_sampler_defaults_come_from_the_sampler_table(m103, monkeypatch):
     from xsuperres.nn import diffusion
 
     sch = m103.schedule
-    assert m103.check_sampler() == 50
-    assert m103.check_sampler("dpmpp_2m") == len(diffusion.sampling_timesteps(sch, 20, "logsnr"))
+    n_dpm = len(diffusion.sampling_timesteps(sch, 10, "logsnr"))
+    assert m103.check_sampler() == n_dpm  # the default sampler: DPM-Solver++(2M), 10 steps
+    assert m103.check_sampler("dpmpp_2m") == n_dpm
+    assert m103.check_sampler("ddim") == 50
     assert m103.check_sampler("ddim", spacing="logsnr") == len(
         diffusion.sampling_timesteps(sch, 50, "logsnr"))
-    monkeypatch.setitem(diffusion.SAMPLERS, "ddim",
-                        dataclasses.replace(diffusion.SAMPLERS["ddim"], steps=4))
-    assert m103.check_sampler() == 4
+    monkeypatch.setitem(diffusion.SAMPLERS, "dpmpp_2m",
+                        dataclasses.replace(diffusion.SAMPLERS["dpmpp_2m"], steps=4))
+    n4 = len(diffusion.sampling_timesteps(sch, 4, "logsnr"))
+    assert m103.check_sampler() == n4
     lr = rain((1, m103.config.L, 2, 2), seed=8)
     seen = []
     m103.predict(lr, n_members=1, device="cpu", progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(i, 4) for i in range(1, 5)]
+    assert seen == [(i, n4) for i in range(1, n4 + 1)]
+
+
+def test_default_sampler_name_is_read_from_one_place():
+    """Every ``sampler=`` default (predict, check_sampler, downscale, sample, the command
+    line) is ``xsuperres.nn.samplers.DEFAULT_SAMPLER``, a key of ``SAMPLERS``."""
+    import inspect
+
+    import xsuperres
+    from xsuperres.cli import _parser
+    from xsuperres.nn import samplers
+
+    assert samplers.DEFAULT_SAMPLER == "dpmpp_2m" and samplers.DEFAULT_SAMPLER in samplers.SAMPLERS
+    for fn in (SRModel.predict, SRModel.check_sampler, xsuperres.downscale, samplers.sample,
+               samplers.check_sampler):
+        assert inspect.signature(fn).parameters["sampler"].default == samplers.DEFAULT_SAMPLER, fn
+    args = _parser().parse_args(["downscale", "in.nc", "out.zarr", "--model", "m"])
+    assert (args.sampler, args.steps) == (samplers.DEFAULT_SAMPLER, None)
+    demo = _parser().parse_args(["demo"])
+    assert demo.steps is None  # the default sampler's steps
 
 
 # --------------------------------------------------------------------------- config binding

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from .nn.samplers import DEFAULT_SAMPLER, SAMPLERS
+
 __all__ = ["main", "format_table", "check_output", "OutputPathError"]
 
 #: The package's NetCDF engine (the ``netCDF4`` runtime dependency; see pyproject.toml).
@@ -289,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sample", default="knmi",
                       help="embedded sample; must share the model's cadence (default knmi, 5 min)")
     demo.add_argument("--members", type=int, default=3, help="ensemble members (default 3)")
-    demo.add_argument("--steps", type=int, default=10, help="DDIM steps (default 10)")
+    demo.add_argument("--steps", type=int, default=None,
+                      help=f"sampler steps (default: those of the default sampler, "
+                           f"{DEFAULT_SAMPLER}: {SAMPLERS[DEFAULT_SAMPLER].steps})")
     demo.add_argument("--blocks", type=int, default=3, help="LR time steps downscaled (default 3)")
     demo.add_argument("--size", type=int, default=120, help="HR crop size in px (default 120)")
     demo.add_argument("--seed", type=int, default=0)
@@ -322,7 +326,8 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--model", required=True, help="model directory (SRModel.save) or registry name")
     down.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
     down.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")
-    down.add_argument("--sampler", default="ddim", choices=("ddim", "dpmpp_2m", "ancestral"))
+    down.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=tuple(SAMPLERS),
+                      help=f"diffusion sampler (default {DEFAULT_SAMPLER})")
     down.add_argument("--seed", type=int, default=0)
     down.add_argument("--chunks", action="append", default=None, metavar="DIM=N",
                       help="input chunks, e.g. time=24 (repeatable; default time=24)")

@@ -16,6 +16,10 @@ The package, one concept per module:
 * :mod:`.tiles` -- the global tile layout, blending weights and the seam statistic.
 * :mod:`.graph` -- the time halo, the dask graph (one :class:`~.graph.ChunkPlan` per
   output chunk) and the per-chunk computation.
+* :mod:`.batching` -- how many samples (tile x LR step) go to the networks per call
+  (automatic from the free memory, or ``batch_size``).
+* :mod:`.threads` -- torch's intra-op threads inside the tasks (never more than the
+  cores divided by the dask tasks running at once; the user's setting restored).
 * :mod:`.workers` -- :class:`ModelHandle`, model resolution and the per-process model
   cache (:func:`~.workers.loaded_models`).
 * :mod:`.cli` -- ``xsuperres downscale``.
@@ -49,7 +53,9 @@ How the work is cut (see ``docs/downscale.md`` for the full story)
   model and a hash), never the model. Each worker process loads the model once (module
   cache keyed by hash and device); an in-memory model is saved once to a temporary
   model directory (``$XSUPERRES_MODEL_DIR`` or the system temporary folder) so that
-  worker processes can load it. Tiles go to the device in batches.
+  worker processes can load it. Tiles go to the device in batches of samples (all the
+  tiles and LR steps of a chunk, as many per call as memory allows), with torch's
+  threads set per task so that dask's threads times torch's never exceed the cores.
 * **Missing values.** NaN in the LR context is replaced by 0 for the network; output
   blocks whose own LR value is NaN are NaN.
 """

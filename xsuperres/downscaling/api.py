@@ -24,6 +24,7 @@ from ..interpolate import hr_template_coords
 from ..units import TARGET_UNITS
 from ..validate import check_time_coordinate, is_precipitation, label_of, precipitation_input
 from .._version import __version__
+from ..nn.samplers import DEFAULT_SAMPLER
 from .checks import check_cadence, check_spacing, hr_time, topography_array
 from .graph import RunSettings, ensemble_graph, time_halo
 from .options import MEMBERS_PER_CHUNK, DownscaleOptions, ModelLike, build_options
@@ -40,7 +41,7 @@ def downscale(
     n_members: int = 3,
     *,
     topography: Optional[xr.DataArray] = None,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     seed: int = 0,
     device: str = "auto",
@@ -76,8 +77,9 @@ def downscale(
         a flat field (zeros after scaling), with a warning when the model was trained
         with topography (see ``xsuperres.topography`` for GLO-90 / file helpers).
     sampler, steps, eta
-        Diffusion sampler (``"ddim"``, ``"dpmpp_2m"``, ``"ancestral"``), its number of
-        steps (``None``: the sampler's default) and DDIM's ``eta`` (a finite number).
+        Diffusion sampler (``"dpmpp_2m"``, the default, ``"ddim"``, ``"ancestral"``), its
+        number of steps (``None``: the sampler's default) and DDIM's ``eta`` (a finite
+        number).
     seed
         Non-negative integer; with the same seed the members are identical whatever the
         chunking, scheduler, batch size or device (to float rounding).
@@ -85,8 +87,14 @@ def downscale(
         ``"auto"`` (each worker uses its GPU when it has one), ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or ``"mps"``; anything else is refused on the call.
     batch_size
-        ``(tile, member)`` items per diffusion-network call. Default on CPU: the members
-        of one tile in the output chunk (so results are bitwise chunk-invariant); on a GPU 64.
+        ``(sample, member)`` items per network call, a sample being one tile at one LR
+        step: rounded down to whole samples (at least one), each with all the members of
+        its member chunk. ``None`` (default): as many samples as fit in a quarter of the
+        free memory (CPU RAM or GPU memory, shared by the dask tasks that run at once), at
+        most 64 items (:mod:`xsuperres.downscaling.batching`); members then differ from
+        the unbatched ones, and between chunkings, at float-rounding level only.
+        ``batch_size=1``: one sample per call whatever the chunking, so results are
+        **bitwise** chunk-invariant (and equal to earlier versions' default).
     context
         ``"pad"`` (default): the first ``L - 1`` LR steps are downscaled with their
         missing context padded by repeating the first frame (recorded in the
@@ -97,7 +105,9 @@ def downscale(
     dims
         Explicit ``{"time": ..., "y": ..., "x": ...}`` names.
     tile_size
-        HR tile side (a multiple of S); default the model's ``config.tile_size``.
+        HR tile side (a multiple of S); default the model's ``config.tile_size``, the
+        training tile (:func:`~xsuperres.downscaling.options.default_tile_size`: larger
+        tiles are faster on small domains but measurably worse, docs/performance.md).
     overlap
         Tile overlap in LR pixels; default ``tile_size / S // 4`` (at least 1 when the
         tile has more than one LR pixel).

@@ -8,9 +8,10 @@
   :class:`ChunkPlan`, as one ``dask.array.blockwise`` layer per spatial chunk (task names
   ``xsuperres-downscale-<token>``).
 * :func:`_downscale_block` (the task) runs the tiles of one chunk through the model of
-  the worker process (:func:`~xsuperres.downscaling.workers.get_model`) in batches, with
-  noise keyed by global position (:func:`xsuperres.noise.position_noise`), blends them and
-  crops to the chunk.
+  the worker process (:func:`~xsuperres.downscaling.workers.get_model`) in batches of
+  samples (:func:`~xsuperres.downscaling.batching.samples_per_call`), with noise keyed by
+  global position (:func:`xsuperres.noise.position_noise`), blends them and crops to the
+  chunk, with torch's threads set by :func:`~xsuperres.downscaling.threads.task_threads`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from dask.base import tokenize
 
 from ..checks import TOPOGRAPHY_FIX, finite_array
 from ..noise import position_noise
+from .batching import samples_per_call
 from .options import MEMBERS_PER_CHUNK
+from .threads import dask_threads, task_threads
 from .tiles import blend_weights, tile_layout, tiles_for
 from .workers import ModelHandle, get_model
 
@@ -48,8 +51,12 @@ class RunSettings:
     seed, key
         The noise seed and the variable's noise key (the index along the extra
         dimensions of the input, 0 without).
-    sampler, steps, eta, batch_size
+    sampler, steps, eta
         As given to :func:`xsuperres.downscale`.
+    batch_size
+        ``(sample, member)`` items per network call as given to
+        :func:`xsuperres.downscale` (rounded down to whole samples, at least one), or None
+        (automatic): :func:`~xsuperres.downscaling.batching.samples_per_call`.
     check_negative
         Refuse negative input values in the task (dask input: they were not checked on
         the call).
@@ -211,28 +218,16 @@ def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xc
 # ---------------------------------------------------------------------------------------
 # the per-chunk computation (runs in the workers)
 # ---------------------------------------------------------------------------------------
-def _batch_items(batch_size: Optional[int], dev, n_members: int) -> int:
-    """``(sample, member)`` items per diffusion call.
-
-    Default on CPU: the ``n_members`` members of one sample in the output chunk (and one
-    sample per mean-net call), so every call has the same composition whatever the
-    chunking: results are bitwise chunk-invariant. On a GPU (or with an explicit
-    ``batch_size``) samples are batched together, which changes results at
-    float-rounding level only.
-    """
-    if batch_size is not None:
-        return int(batch_size)
-    return 64 if dev.type == "cuda" else int(n_members)
-
-
 def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[tuple[int, int, int]],
                   members: np.ndarray, run: RunSettings) -> np.ndarray:
     """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h.
 
-    ``topo`` is ``(n, pS, pS)`` in m or None. ``keys[i] = (t, Y0, X0)``: global LR time
-    index and HR position of sample ``i``; ``members``: the global member numbers of this
-    output chunk. The noise of every member is drawn from them (:func:`position_noise`)
-    through :meth:`SRModel.predict`'s ``noise_fn``.
+    One network call per stage: the deterministic net on the ``n`` samples, the diffusion
+    net on their ``n len(members)`` items. ``topo`` is ``(n, pS, pS)`` in m or None.
+    ``keys[i] = (t, Y0, X0)``: global LR time index and HR position of sample ``i``;
+    ``members``: the global member numbers of this output chunk. The noise of every member
+    is drawn from them (:func:`position_noise`) through :meth:`SRModel.predict`'s
+    ``noise_fn``.
     """
     T = model.config.T
     H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
@@ -243,8 +238,7 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
 
     return model.predict(x, topography=topo, n_members=len(members), sampler=run.sampler,
                          steps=run.steps, eta=run.eta, device=model.device,
-                         batch_size=_batch_items(run.batch_size, model.device, len(members)),
-                         noise_fn=noise_fn)
+                         batch_size=x.shape[0] * len(members), noise_fn=noise_fn)
 
 
 def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
@@ -252,7 +246,18 @@ def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
     """One output chunk: ``ctx (nt, L, ry, rx)`` LR context with its spatial halo and the
     global numbers of its ``members`` -> ``(len(members), nt T, (b - a) S, (d - c) S)``
     float32 mm/h.
+
+    Runs with torch's intra-op threads set by :func:`~.threads.task_threads` (at most the
+    cores divided by the dask tasks running at once; the caller's setting is restored
+    afterwards).
     """
+    with task_threads():
+        return _compute_block(members, ctx, tidx, topo, plan)
+
+
+def _compute_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
+                   topo: Optional[np.ndarray], plan: ChunkPlan) -> np.ndarray:
+    """The body of :func:`_downscale_block`: tiles in batches, blended, cropped."""
     run = plan.run
     model = get_model(run.handle, run.device)
     members = np.asarray(members, dtype=np.int64)
@@ -290,9 +295,10 @@ def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
         whr = np.repeat(np.repeat(w2, S, axis=0), S, axis=1).astype(np.float32)
         placed.append(((y0, y1, x0, x1), whr))
 
+    # the samples (tile, LR step) of the chunk, ``group`` per network call
     samples = [(k, i) for k in range(len(tiles)) for i in range(nt)]
-    bs = _batch_items(run.batch_size, model.device, M)
-    group = 1 if bs == M and run.batch_size is None else max(1, bs // M) * 4  # samples per call
+    group = samples_per_call(run.batch_size, model.config, py * S, px * S, M, len(samples),
+                             model.device, dask_threads())
     for g0 in range(0, len(samples), group):
         sub = samples[g0:g0 + group]
         xb = np.stack([x[i, :, tiles[k][0] - ra:tiles[k][0] - ra + py,

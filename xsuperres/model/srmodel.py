@@ -43,6 +43,7 @@ from ..checks import seed as check_seed
 from ..config import SRConfig
 from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage
 from ..nn.diffusion import LinearSchedule, check_sampler, sample
+from ..nn.samplers import DEFAULT_SAMPLER
 from ..nn.unet import DeterministicUNet, DiffusionUNet
 from ..noise import item_noise, sample_keys
 from .device import DeviceLike, resolve_device
@@ -305,7 +306,7 @@ class SRModel(nn.Module):
         lr: ArrayLike,
         topography: Optional[ArrayLike] = None,
         n_members: int = 3,
-        sampler: str = "ddim",
+        sampler: str = DEFAULT_SAMPLER,
         steps: Optional[int] = None,
         seed: int = 0,
         device: DeviceLike = "auto",
@@ -333,11 +334,12 @@ class SRModel(nn.Module):
         n_members
             Ensemble size (the preprint generates 3).
         sampler
-            ``"ddim"`` (default, few steps), ``"ancestral"`` (the preprint's 1000-step
-            reference) or ``"dpmpp_2m"`` (see :func:`xsuperres.nn.diffusion.sample`).
+            ``"dpmpp_2m"`` (the default, ``xsuperres.nn.samplers.DEFAULT_SAMPLER``),
+            ``"ddim"`` or ``"ancestral"`` (the preprint's 1000-step reference); see
+            :func:`xsuperres.nn.diffusion.sample`.
         steps
             Sampler steps (``None``: the sampler's default in
-            :data:`xsuperres.nn.diffusion.SAMPLERS`: 50 for DDIM, 20 for DPM-Solver++,
+            :data:`xsuperres.nn.diffusion.SAMPLERS`: 10 for DPM-Solver++, 50 for DDIM,
             ``J`` for ancestral).
         seed
             Non-negative integer. Member ``m`` of sample ``i`` draws its noise from its own
@@ -455,7 +457,7 @@ class SRModel(nn.Module):
         return self._cap()
 
     def check_sampler(
-        self, sampler: str = "ddim", steps: Optional[int] = None, eta: float = 0.0,
+        self, sampler: str = DEFAULT_SAMPLER, steps: Optional[int] = None, eta: float = 0.0,
         spacing: Optional[str] = None,
     ) -> int:
         """Validate sampler arguments as :meth:`predict` would; return network calls per run.

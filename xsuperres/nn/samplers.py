@@ -1,9 +1,15 @@
 """Samplers of the reverse diffusion process, and the table of their defaults.
 
 ``SAMPLERS`` maps each sampler's name to a :class:`SamplerSpec`: the function, its
-default number of steps and timestep spacing and how it uses ``eta``. It is the one
-place that holds these defaults; :func:`sample` and :func:`check_sampler` (and through
-it :meth:`xsuperres.model.SRModel.check_sampler`) read them from there.
+default number of steps and timestep spacing and how it uses ``eta``; ``DEFAULT_SAMPLER``
+names the sampler used when none is given. They are the one place that holds these
+defaults; :func:`sample` and :func:`check_sampler` (and through them
+:meth:`xsuperres.model.SRModel.predict`, ``xsuperres.downscale`` and the command line)
+read them from here.
+
+The default, DPM-Solver++(2M) with 10 log-SNR steps (100x fewer network evaluations than
+the 1000-step reference), was chosen from the measured quality-cost curve of
+``benchmarks/sampler_curve.py`` (docs/performance.md, "Sampler: quality against cost").
 
 ``ancestral_sample``
     The preprint's 1000-step reverse process (DDPM with ``sigma_j^2 = beta_j``), kept
@@ -15,7 +21,8 @@ it :meth:`xsuperres.model.SRModel.check_sampler`) read them from there.
     with few steps it under-disperses (see its notes).
 ``dpmpp_2m_sample``
     DPM-Solver++(2M) (Lu et al., 2022), deterministic, second order, log-SNR spaced
-    steps: the most accurate few-step option (one network evaluation per step).
+    steps: the most accurate few-step option (one network evaluation per step), and
+    the default.
 
 Each step costs one ``model_fn`` call plus a handful of element-wise operations on
 a tensor of ``shape``; the sampler's own overhead is negligible next to a U-Net.
@@ -52,6 +59,7 @@ __all__ = [
     "check_sampler",
     "SamplerSpec",
     "SAMPLERS",
+    "DEFAULT_SAMPLER",
 ]
 
 
@@ -313,9 +321,11 @@ def dpmpp_2m_sample(
 
     (``D = r0_hat`` at the first step); the last step returns ``r0_hat``. One network
     evaluation per step and no noise except the initial ``r_J``, like DDIM with
-    ``eta = 0``, but second-order accurate: for Gaussian data of scale 0.1 to 2 and an
-    exact denoiser, the sample standard deviation is within 2 % with 20 ``"logsnr"``
-    steps, where 20 DDIM steps are 12-46 % too small (5 % for a scale of 0.03).
+    ``eta = 0``, but second-order accurate: for Gaussian data ``N(0.3, s^2)``,
+    ``s = 0.1 .. 1``, ``beta_max = 0.01 .. 0.03`` and an exact denoiser, the sample
+    standard deviation is within 2.5 % with 20 ``"logsnr"`` steps and within 4 % with 10
+    (the default), where 20 linear DDIM steps are 6-52 % too small and 10 are 13-70 %
+    too small (5 % for a scale of 0.03 at 20 steps).
 
     Parameters
     ----------
@@ -323,7 +333,7 @@ def dpmpp_2m_sample(
         As in ``ddim_sample`` (only ``noise(0)`` is drawn).
     steps
         Number of network evaluations (``1 .. J``); ``None``: the default of
-        ``SAMPLERS["dpmpp_2m"]`` (20).
+        ``SAMPLERS["dpmpp_2m"]`` (10).
     spacing
         Timestep spacing (``sampling_timesteps``); ``None``: the default of
         ``SAMPLERS["dpmpp_2m"]``, ``"logsnr"``, which is what a solver in ``lambda``
@@ -398,8 +408,14 @@ class SamplerSpec:
 SAMPLERS: dict[str, SamplerSpec] = {
     "ancestral": SamplerSpec(ancestral_sample, steps=None, spacing=None, eta="ignored"),
     "ddim": SamplerSpec(ddim_sample, steps=50, spacing="linear", eta="free"),
-    "dpmpp_2m": SamplerSpec(dpmpp_2m_sample, steps=20, spacing="logsnr", eta="zero"),
+    # 10 steps: on held-out radar tiles as good as 20 (within the noise) and within 5 %
+    # of the 1000-step ancestral sampler in CRPS, PITD no worse (docs/performance.md)
+    "dpmpp_2m": SamplerSpec(dpmpp_2m_sample, steps=10, spacing="logsnr", eta="zero"),
 }
+
+#: The sampler used when none is named (``sampler=`` of ``sample``, ``check_sampler``,
+#: ``SRModel.predict`` / ``check_sampler``, ``xsuperres.downscale`` and ``--sampler``).
+DEFAULT_SAMPLER: str = "dpmpp_2m"
 
 
 def _spec(sampler: str) -> SamplerSpec:
@@ -415,6 +431,11 @@ def _defaults(sampler: str, steps: Optional[int], spacing: Optional[str]) -> tup
     return (spec.steps if steps is None else steps), (spec.spacing if spacing is None else spacing)
 
 
+def _deterministic_eta(sampler: str) -> str:
+    free = " or ".join(f"sampler={n!r}" for n, s in SAMPLERS.items() if s.eta == "free")
+    return f"the {sampler!r} sampler is deterministic: eta must be 0 (eta > 0 needs {free})"
+
+
 def _check_fixed_steps(sampler: str, steps: Optional[int], schedule: LinearSchedule) -> None:
     if steps is not None and steps != schedule.J:
         few = " or ".join(repr(n) for n, s in SAMPLERS.items() if s.steps is not None)
@@ -426,7 +447,7 @@ def _check_fixed_steps(sampler: str, steps: Optional[int], schedule: LinearSched
 
 def check_sampler(
     schedule: LinearSchedule,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     eta: float = 0.0,
     spacing: Optional[str] = None,
@@ -468,7 +489,7 @@ def check_sampler(
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta!r}")
     elif spec.eta == "zero" and eta != 0:
-        raise ValueError(f"the {sampler!r} sampler is deterministic: eta must be 0")
+        raise ValueError(_deterministic_eta(sampler))
     return len(sampling_timesteps(schedule, *_defaults(sampler, steps, spacing)))
 
 
@@ -476,7 +497,7 @@ def sample(
     model_fn: ModelFn,
     shape: Sequence[int],
     schedule: LinearSchedule,
-    sampler: str = "ddim",
+    sampler: str = DEFAULT_SAMPLER,
     steps: Optional[int] = None,
     eta: float = 0.0,
     **kwargs,
@@ -488,15 +509,15 @@ def sample(
     model_fn, shape, schedule
         As in the samplers.
     sampler
-        ``"ddim"`` (default; ``steps`` defaults to 50), ``"ancestral"`` (the
-        preprint's reference; always ``J`` steps and its own noise, ``eta`` is
-        ignored) or ``"dpmpp_2m"`` (deterministic; ``steps`` defaults to 20; ``eta``
-        must be 0). The defaults come from ``SAMPLERS``.
+        ``"dpmpp_2m"`` (``DEFAULT_SAMPLER``; deterministic, ``steps`` defaults to 10,
+        ``eta`` must be 0), ``"ddim"`` (``steps`` defaults to 50) or ``"ancestral"``
+        (the preprint's reference; always ``J`` steps and its own noise, ``eta`` is
+        ignored). The defaults come from ``SAMPLERS`` and ``DEFAULT_SAMPLER``.
     steps
         Number of steps, ``None`` for the sampler's default. ``"ancestral"`` with
         ``steps != J`` raises ``ValueError``.
     eta
-        DDIM stochasticity.
+        DDIM stochasticity (must be 0 for ``"dpmpp_2m"``).
     **kwargs
         ``generator``, ``noise``, ``device``, ``dtype``, ``progress`` and, for
         ``"ddim"`` / ``"dpmpp_2m"``, ``spacing``.
@@ -512,7 +533,7 @@ def sample(
     else:
         kwargs["steps"] = steps
     if spec.eta == "zero" and eta != 0:
-        raise ValueError(f"the {sampler!r} sampler is deterministic: eta must be 0")
+        raise ValueError(_deterministic_eta(sampler))
     if spec.eta == "free":
         kwargs["eta"] = eta
     return spec.fn(model_fn, shape, schedule, **kwargs)

@@ -1,0 +1,124 @@
+"""GPU check: inference throughput of both presets in fp32, bf16 and with ``torch.compile``.
+
+One script for a lent GPU machine (it fits in about 8 minutes on one H100): for the
+``tiny`` and ``standard`` presets at (S, T) = (10, 3) with random weights (timings do not
+depend on the weights), it runs :meth:`SRModel.predict` (the deterministic stage and the
+default sampler, 3 members) on batches of HR tiles and prints
+
+* throughput in HR pixel-frame-members per second, per preset and mode
+  (``fp32``, ``bf16`` autocast, ``compile`` = ``torch.compile`` of both U-Nets, fp32),
+* peak GPU memory of each run,
+* the extrapolated time for a year of 400 x 400 hourly HR precipitation at (10, 3) with
+  3 members (2920 LR steps x the tiles of the default layout; goal: under 5 minutes).
+
+``--dry-run`` runs the same code with tiny sizes on whatever device there is (the CPU
+here), to check the script before spending device time; it leaves out ``compile`` unless
+``--modes`` names it (compiling the U-Nets took over 6 minutes on 2 shared CPU cores). A
+mode that fails (e.g. no bf16 support, no compiler) is reported, not fatal. Not run on a
+GPU yet: no device was lent to the issue that wrote it.
+
+Usage::
+
+    python benchmarks/gpu_check.py              # on the GPU machine
+    python benchmarks/gpu_check.py --dry-run    # a minute on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+S, T = 10, 3
+YEAR_LR_STEPS = 365 * 24 // T
+DOMAIN_HR = 400
+
+
+def _model(preset: str, tile: int, device: torch.device):
+    import xsuperres
+
+    torch.manual_seed(0)
+    cfg = xsuperres.SRConfig.recipe(S, T, preset=preset, tile_size=tile, cap=30.0)
+    m = xsuperres.SRModel(cfg, normalization={"cap": 30.0, "residual_scale": 0.05})
+    return m.to(device).eval()
+
+
+def _tiles_per_step(tile: int) -> int:
+    """Tiles of the default layout (overlap p // 4) covering the 400 x 400 HR domain."""
+    from xsuperres.downscaling import tile_layout
+
+    n, p = DOMAIN_HR // S, tile // S
+    return len(tile_layout(n, p, max(1, p // 4))) ** 2
+
+
+def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int | None,
+        device: torch.device) -> dict:
+    model = _model(preset, tile, device)
+    if mode == "compile":
+        model.mean_net = torch.compile(model.mean_net)
+        model.diffusion_net = torch.compile(model.diffusion_net)
+    p = tile // S
+    rng = np.random.default_rng(0)
+    x = rng.gamma(0.6, 2.0, size=(batch, model.config.L, p, p)).astype(np.float32)
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16"
+           else contextlib.nullcontext())
+    kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
+    with amp:
+        model.predict(x, **kw)  # warm-up (and compilation)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            model.predict(x, **kw)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = (time.perf_counter() - t0) / repeats
+    samples_per_s = batch / wall
+    rate = batch * 3 * T * tile * tile / wall
+    year_s = YEAR_LR_STEPS * _tiles_per_step(tile) / samples_per_s
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
+    return {"preset": preset, "mode": mode, "tile": tile, "batch": batch, "wall_s": wall,
+            "px_frame_members_per_s": rate, "peak_gpu_gib": peak, "year_400x400_s": year_s}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dry-run", action="store_true", help="tiny sizes, any device (check the script)")
+    p.add_argument("--presets", default="tiny,standard")
+    p.add_argument("--modes", default=None, help="default fp32,bf16,compile (fp32,bf16 with "
+                   "--dry-run: compiling the U-Nets takes over 6 minutes on 2 CPU cores)")
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.modes is None:
+        args.modes = "fp32,bf16" if args.dry_run else "fp32,bf16,compile"
+    tile, batch, repeats, steps = (20, 2, 1, 2) if args.dry_run else (100, 16, 3, None)
+    print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
+          f"torch {torch.__version__}, tile {tile} HR px, batch {batch} tiles x 3 members, "
+          f"steps {'default' if steps is None else steps}")
+    rows = []
+    for preset in args.presets.split(","):
+        for mode in args.modes.split(","):
+            try:
+                r = run(preset, mode, tile, batch, repeats, steps, device)
+            except Exception as err:  # noqa: BLE001 - report, go on
+                r = {"preset": preset, "mode": mode, "error": f"{type(err).__name__}: {err}"[:300]}
+                print(f"{preset:9s} {mode:8s} failed: {r['error']}", flush=True)
+            else:
+                print(f"{preset:9s} {mode:8s} {r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, "
+                      f"peak {r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
+                      f"3 members: {r['year_400x400_s'] / 60:.1f} min", flush=True)
+            rows.append(r)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

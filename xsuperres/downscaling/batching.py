@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-__all__ = ["MAX_ITEMS", "CPU_MAX_PIXELS", "MEMORY_FRACTION", "available_memory", "call_bytes", "samples_per_call"]
+__all__ = ["MAX_ITEMS", "CPU_MAX_PIXELS", "MEMORY_FRACTION", "available_memory", "call_bytes",
+           "samples_per_call"]
 
 #: most ``(sample, member)`` items per diffusion call chosen automatically
 MAX_ITEMS = 64
@@ -40,9 +41,9 @@ MEMORY_FRACTION = 0.25
 #: on CPU as the peak RSS of ``SRModel.predict`` calls (tiles of 40 to 200 HR pixels,
 #: ``radar-s10-t1`` / ``-t3``: 3.0-4.1 kB per pixel and context frame of one sample for the
 #: deterministic net, 3.3-4.0 kB per pixel of one item for the diffusion net), rounded up.
-#: Other presets scale with their base channels (conservative: the "standard" preset,
-#: 4 x the channels, measured 4.3 x and 1.5 x). See docs/performance.md, "Downscaling
-#: defaults".
+#: Other presets scale with their base channels (the "standard" preset, 4 x the
+#: channels, measured 14 kB and 5.4 kB: below the scaled 18 kB). See
+#: docs/performance.md, "Downscaling defaults".
 MEAN_BYTES_PER_FRAME_PIXEL = 4.5e3
 DIFFUSION_BYTES_PER_PIXEL = 4.5e3
 _TINY_CHANNELS = 16

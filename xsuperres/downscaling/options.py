@@ -102,11 +102,12 @@ def default_tile_size(config: Any) -> int:
     Measured against larger inference tiles (2, 3 and 5 times the training tile, and the
     whole domain) on the KNMI sample with ``radar-s10-t1`` and ``radar-s10-t3``
     (docs/performance.md, "Downscaling defaults"): larger tiles leave fewer tile borders
-    and need less overlap on small domains (up to 2.3 x faster), but the CRPS worsens
-    systematically, by 1-5 % at twice the training tile and 7-12 % with the whole
-    200 x 200 px domain as one tile (the same sign for every seed; the networks, whose
-    group normalization and pooled cross-attention see the whole tile, were trained on
-    this tile). Pass ``tile_size`` (and ``overlap``) to trade quality for speed.
+    and need less overlap on small domains (1.4-2 x faster there, little on large
+    domains), but the CRPS worsens systematically, by 1-5 % at twice the training tile
+    and 7-12 % with the whole 200 x 200 px domain as one tile (the same sign for every
+    seed; the networks, whose group normalization and pooled cross-attention see the
+    whole tile, were trained on this tile). Pass ``tile_size`` (and ``overlap``) to
+    trade quality for speed.
     """
     return int(config.tile_size)
 

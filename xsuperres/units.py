@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["to_mm_per_hour", "check_precipitation", "mm_per_hour_factor", "TARGET_UNITS"]
+__all__ = ["to_mm_per_hour", "rate_factor", "check_precipitation", "mm_per_hour_factor", "TARGET_UNITS"]
 
 #: Units of every precipitation field handled by xsuperres.
 TARGET_UNITS = "mm h-1"
@@ -167,6 +167,25 @@ def mm_per_hour_factor(units: str, name: str = "the variable") -> float:
     return factor
 
 
+def rate_factor(da: xr.DataArray, name: str | None = None) -> tuple[str, float]:
+    """``(units, factor to mm h-1)`` of ``da``; the one check that its units are a rate.
+
+    Raises
+    ------
+    ValueError
+        No ``units`` attribute, or units that are not a precipitation rate; the message
+        names the variable (``name``, default ``variable 'NAME'``) and says how to fix it.
+    """
+    label = _label(da, name)
+    units = da.attrs.get("units")
+    if units is None:
+        raise ValueError(
+            f"{label} has no 'units' attribute, so its precipitation units are "
+            f"unknown. {_advice(label)}"
+        )
+    return units, mm_per_hour_factor(units, label)
+
+
 def to_mm_per_hour(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
     """Convert a precipitation rate or water mass flux to mm h-1.
 
@@ -206,13 +225,7 @@ def to_mm_per_hour(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
     1.0
     """
     label = _label(da, name)
-    units = da.attrs.get("units")
-    if units is None:
-        raise ValueError(
-            f"{label} has no 'units' attribute, so its precipitation units are "
-            f"unknown. {_advice(label)}"
-        )
-    factor = mm_per_hour_factor(units, label)
+    units, factor = rate_factor(da, label)
 
     out = da * factor if factor != 1.0 else da.copy(deep=True)
     out.name = da.name

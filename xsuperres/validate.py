@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .units import mm_per_hour_factor, to_mm_per_hour
+from .units import mm_per_hour_factor, rate_factor, to_mm_per_hour
 
 __all__ = [
     "PACKING_ATTRS",
@@ -155,10 +155,7 @@ def precipitation_input(da: xr.DataArray, name: str | None = None, *, convert: b
     if convert:
         out = to_mm_per_hour(da, name=label)
     else:
-        units = da.attrs.get("units")
-        if units is None:
-            to_mm_per_hour(da, name=label)  # raises the shared "no units" message
-        mm_per_hour_factor(units, label)
+        rate_factor(da, label)  # the same units check, without converting
         out = da.copy(deep=False)
     if not np.issubdtype(out.dtype, np.floating) or out.dtype == np.float16:
         if not (np.issubdtype(out.dtype, np.number) or np.issubdtype(out.dtype, np.bool_)):

@@ -112,6 +112,48 @@ def test_neighborhood_matches_reference(radius):
         torch.testing.assert_close(blk(x), _reference_neighborhood(blk, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("radius", [0, 1, 3])
+@pytest.mark.parametrize("rel_pos_bias", [True, False])
+def test_neighborhood_optimised_equals_plain(radius, rel_pos_bias, monkeypatch):
+    """The CPU-optimised forward (grouped samples, contiguous shifted copies, unrolled
+    in-place dot products) equals the plain implementation up to float rounding, with and
+    without autograd, for every grouping of the batch; the grouping changes nothing."""
+    from xsuperres.nn import attention
+
+    torch.manual_seed(10 + radius)
+    blk = _randomise(NeighborhoodAttention(16, radius, heads=4, rel_pos_bias=rel_pos_bias)).eval()
+    x = torch.randn(5, 16, 9, 12)
+    with torch.no_grad():
+        plain = blk.forward_reference(x)
+        outs = []
+        for chunk in (16 * 9 * 12, 2 * 16 * 9 * 12, 10**9):  # 1, 2 and all 5 samples per group
+            monkeypatch.setattr(attention, "CPU_CHUNK_ELEMENTS", chunk)
+            outs.append(blk(x))
+    for y in outs:
+        torch.testing.assert_close(y, plain, atol=2e-6, rtol=1e-6)
+        torch.testing.assert_close(y, outs[0], atol=0, rtol=0)
+    # with autograd: the same values and the same gradients
+    monkeypatch.setattr(attention, "CPU_CHUNK_ELEMENTS", 2 * 16 * 9 * 12)
+    xa = x.clone().requires_grad_(True)
+    xb = x.clone().requires_grad_(True)
+    ya, yb = blk(xa), blk.forward_reference(xb)
+    torch.testing.assert_close(ya, plain, atol=2e-6, rtol=1e-6)
+    (ya.square().sum()).backward()
+    (yb.square().sum()).backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-5, rtol=1e-5)
+    for (name, pa) in blk.named_parameters():
+        assert pa.grad is not None, name
+
+
+def test_neighborhood_plain_matches_loop_reference():
+    torch.manual_seed(3)
+    blk = _randomise(NeighborhoodAttention(8, 2, heads=2)).eval()
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(blk.forward_reference(x), _reference_neighborhood(blk, x),
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_neighborhood_radius_zero_is_value_path():
     torch.manual_seed(0)
     blk = NeighborhoodAttention(8, 0, heads=2).eval()

@@ -51,6 +51,26 @@ def test_forward_is_the_v_network(den):
         assert torch.equal(den(r0, j, D, lr_up, ctx, amp=True), v)
 
 
+def test_bind_encodes_the_context_once(den, monkeypatch):
+    """bind computes the step-independent cross-attention keys once; every sampler step
+    then gives bitwise the velocity of the plain forward."""
+    r0, D, lr_up, ctx = _conditioning(3, 2, 2, 8)
+    calls = []
+    encode = den.net.encode_context
+
+    def counting(context):
+        calls.append(context.shape)
+        return encode(context)
+
+    monkeypatch.setattr(den.net, "encode_context", counting)
+    with torch.no_grad():
+        fn = den.bind(D, lr_up, ctx)
+        for j in (50, 30, 10, 1):
+            jj = torch.full((3,), j)
+            assert torch.equal(fn(r0, jj), den.net(r0, D, lr_up, ctx, jj))
+    assert len(calls) == 1 + 4  # bind once; the 4 plain reference calls encode each time
+
+
 def test_loss_is_the_v_loss_by_hand(den):
     """``loss`` = mean((v_hat(r_j, j) - v)^2), r_j = sqrt(abar_j) r0 + sqrt(1 - abar_j) eps,
     v = sqrt(abar_j) eps - sqrt(1 - abar_j) r0, with j then eps drawn from the generator."""
@@ -114,7 +134,7 @@ def test_predict_samples_with_the_denoiser_forward(m103, monkeypatch):
     lr = _lr((2, c.L, 3, 3), seed=4)
     calls = []
 
-    def zero_v(r_j, j, D, lr_up, context, *, amp=False):
+    def zero_v(r_j, j, D, lr_up, context, *, encoded=None, amp=False):
         calls.append((j.clone(), D.clone(), lr_up.clone(), context.clone()))
         return torch.zeros_like(r_j)
 

@@ -187,6 +187,27 @@ def test_ablation_ignores_context():
         torch.testing.assert_close(dif(**kw), dif(**{**kw, "context": torch.rand(1, L, H, H)}), rtol=0, atol=0)
 
 
+def test_encoded_context_gives_the_same_velocity():
+    """encode_context once + forward(encoded=...) is bitwise the plain forward, for every
+    step; a mismatched encoding is refused; without attention there is nothing to encode."""
+    torch.manual_seed(1)
+    L, T, H = 3, 2, 16
+    dif = DiffusionUNet(L, T).eval()
+    kw = _dif_inputs(2, L, T, H, H)
+    with torch.no_grad():
+        enc = dif.encode_context(kw["context"])
+        for j in (1, 400, 1000):
+            plain = dif(**{**kw, "j": j})
+            cached = dif(**{**kw, "j": j, "context": None}, encoded=enc)
+            torch.testing.assert_close(cached, plain, atol=0, rtol=0)
+        other = dif.encode_context(kw["context"][:1])
+        with pytest.raises(ValueError, match="encoded context is for shape"):
+            dif(**{**kw, "context": None}, encoded=other)
+        with pytest.raises(ValueError, match="needs the context"):
+            dif(**{**kw, "context": None})
+    assert DiffusionUNet(L, T, attention=False).encode_context(kw["context"]) is None
+
+
 def test_seeded_construction_is_deterministic():
     L, T = 2, 2
     ctx, topo = _det_inputs(1, L, 8, 8)

@@ -57,6 +57,7 @@ __all__ = [
     "DiffusionUNet",
     "FrameCollapse",
     "ContextEncoder",
+    "ContextKeys",
     "ResBlock",
     "StepEmbedding",
     "UNetPreset",
@@ -397,6 +398,25 @@ class ContextEncoder(nn.Module):
         return self.net(context.reshape(B * L, 1, H, W)).reshape(B, L, -1, H, W)
 
 
+@dataclass(frozen=True)
+class ContextKeys:
+    """Cross-attention keys and values of one batch's context (:meth:`DiffusionUNet.encode_context`).
+
+    Attributes
+    ----------
+    shape
+        ``(B, L, H, W)`` of the context they were computed from.
+    stages
+        Per encoder stage with cross-attention (key: stage index as a string), ``(k, v)``.
+    mid
+        ``(k, v)`` of the bottleneck's cross-attention.
+    """
+
+    shape: tuple[int, int, int, int]
+    stages: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    mid: tuple[torch.Tensor, torch.Tensor]
+
+
 class DiffusionUNet(nn.Module):
     """``U_dif``: predicts the velocity ``v`` of the noised residual.
 
@@ -460,13 +480,42 @@ class DiffusionUNet(nn.Module):
         self.mid2 = ResBlock(c_prev, c_prev, embed_dim)
         self.decoder = _Decoder(p, T, embed_dim)
 
+    def encode_context(self, context: torch.Tensor) -> ContextKeys | None:
+        """The keys and values that the cross-attention blocks take from ``context``.
+
+        They depend on ``BI(x(L))`` only, not on the noised residual or the step, so a
+        sampler computes them once per batch and passes them to every call of
+        :meth:`forward` (``encoded=``): bitwise the same output as passing ``context``.
+
+        Parameters
+        ----------
+        context
+            ``BI(x(L))``, shape ``(B, L, H, W)``, oldest frame first.
+
+        Returns
+        -------
+        ContextKeys or None
+            ``None`` for ``attention=False`` (no cross-attention).
+        """
+        if self.context_encoder is None:
+            return None
+        B, L, H, W = context.shape
+        if L != self.L:
+            raise ValueError(f"context must have {self.L} frames, got {L}")
+        c, _ = _pad_to_multiple(context, self.preset.factor)
+        ctx = self.context_encoder(c)  # (B, L, C0, H', W')
+        enc = {k: blk.encode_context(ctx) for k, blk in self.enc_cross.items()}
+        return ContextKeys(shape=(B, L, H, W), stages=enc, mid=self.mid_cross.encode_context(ctx))
+
     def forward(
         self,
         r_noisy: torch.Tensor,
         mean: torch.Tensor,
         lr_up: torch.Tensor,
-        context: torch.Tensor,
+        context: torch.Tensor | None,
         j: torch.Tensor | int,
+        *,
+        encoded: ContextKeys | None = None,
     ) -> torch.Tensor:
         """Predict the velocity.
 
@@ -480,9 +529,11 @@ class DiffusionUNet(nn.Module):
             ``BI(x[t])``, shape ``(B, 1, H, W)``.
         context
             ``BI(x(L))``, shape ``(B, L, H, W)``, oldest frame first (ignored when
-            ``attention=False``).
+            ``attention=False``, and may be ``None`` when ``encoded`` is given).
         j
             Diffusion steps ``1..J``, shape ``(B,)`` (a scalar is broadcast).
+        encoded
+            :meth:`encode_context` of the context, computed once for many calls.
 
         Returns
         -------
@@ -494,8 +545,15 @@ class DiffusionUNet(nn.Module):
             raise ValueError(f"r_noisy and mean must have shape (B, {self.T}, H, W)")
         if lr_up.shape != (B, 1, H, W):
             raise ValueError(f"lr_up must have shape {(B, 1, H, W)}, got {tuple(lr_up.shape)}")
-        if context.shape != (B, self.L, H, W):
-            raise ValueError(f"context must have shape {(B, self.L, H, W)}, got {tuple(context.shape)}")
+        want = (B, self.L, H, W)
+        if context is not None and context.shape != want:
+            raise ValueError(f"context must have shape {want}, got {tuple(context.shape)}")
+        if encoded is None and self.context_encoder is not None:
+            if context is None:
+                raise ValueError("DiffusionUNet needs the context (or encoded=encode_context(context))")
+            encoded = self.encode_context(context)
+        if encoded is not None and encoded.shape != want:
+            raise ValueError(f"encoded context is for shape {encoded.shape}, the input needs {want}")
         j = torch.as_tensor(j, device=r_noisy.device)
         j = j.expand(B) if j.ndim == 0 else j
         if j.shape != (B,):
@@ -503,11 +561,6 @@ class DiffusionUNet(nn.Module):
         emb = self.step_embed(j).to(r_noisy.dtype)
 
         x, pad = _pad_to_multiple(torch.cat([r_noisy, mean, lr_up], dim=1), self.preset.factor)
-        ctx = None
-        if self.context_encoder is not None:
-            c, _ = _pad_to_multiple(context, self.preset.factor)
-            ctx = self.context_encoder(c)  # (B, L, C0, H', W')
-
         h = self.stem(x)
         skips = []
         for k, (blocks, na, down) in enumerate(zip(self.enc_blocks, self.enc_spatial, self.downs)):
@@ -515,12 +568,12 @@ class DiffusionUNet(nn.Module):
                 h = block(h, emb)
             h = na(h)
             if str(k) in self.enc_cross:
-                h = self.enc_cross[str(k)](h, ctx)
+                h = self.enc_cross[str(k)](h, kv=encoded.stages[str(k)])
             skips.append(h)
             h = down(h)
         h = self.mid1(h, emb)
         h = self.mid_spatial(h)
         if self.mid_cross is not None:
-            h = self.mid_cross(h, ctx)
+            h = self.mid_cross(h, kv=encoded.mid)
         h = self.mid2(h, emb)
         return _crop(self.decoder(h, skips, emb), pad)

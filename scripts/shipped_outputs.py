@@ -18,6 +18,7 @@ Usage::
 
     python scripts/shipped_outputs.py --write /tmp/before.json
     python scripts/shipped_outputs.py --check /tmp/before.json
+    python scripts/shipped_outputs.py --batching    # default batching vs batch_size=1
 """
 
 from __future__ import annotations
@@ -36,6 +37,47 @@ def _digest(a) -> str:
     return hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()
 
 
+def _setting(hr, model):
+    """The LR input of a shipped model: the wettest ``L + 3`` LR steps of a 60 km crop."""
+    c = model.config
+    size = 60 if 60 % c.S == 0 else 50
+    crop = hr.isel(y=slice(40, 40 + size), x=slice(60, 60 + size))
+    n = (crop.sizes["time"] // c.T) * c.T
+    lr = crop.isel(time=slice(0, n)).stsr.coarsen_perfect(c.S, c.T)
+    wet = lr.mean(("y", "x")).values
+    k = c.L + 3
+    start = int(np.argmax(np.convolve(wet, np.ones(k), "valid")))
+    return lr.isel(time=slice(start, start + k)), k
+
+
+def batching_differences() -> dict[str, dict[str, float]]:
+    """Per shipped model, in the setting of the fingerprints but with the default sampler:
+    the largest difference between the default (batched) ``downscale`` and ``batch_size=1``,
+    and between two chunkings with the default batching (mm h-1)."""
+    import dask
+
+    import xsuperres
+
+    torch.set_num_threads(1)
+    hr = xsuperres.open_sample("knmi")["precip"]
+    res = {}
+    with dask.config.set(scheduler="synchronous"):
+        for name in xsuperres.list_models():
+            model = xsuperres.load_model(name)
+            lr, _ = _setting(hr, model)
+            kw = dict(seed=0, device="cpu", context="drop")
+            one = xsuperres.downscale(lr, model, 2, batch_size=1, **kw).values
+            auto = xsuperres.downscale(lr, model, 2, **kw).values
+            other = xsuperres.downscale(lr.chunk({"time": 2, "x": 3}), model, 2, **kw).values
+            res[name] = {"batched_vs_unbatched": float(np.abs(auto - one).max()),
+                         "two_chunkings": float(np.abs(other - auto).max()),
+                         "largest_value": float(np.abs(one).max())}
+            print(f"{name}: batched vs batch_size=1 {res[name]['batched_vs_unbatched']:.2e}, "
+                  f"two chunkings {res[name]['two_chunkings']:.2e} mm h-1 (largest value "
+                  f"{res[name]['largest_value']:.2f})", flush=True)
+    return res
+
+
 def fingerprints() -> dict[str, str]:
     import dask
 
@@ -48,14 +90,7 @@ def fingerprints() -> dict[str, str]:
         for name in xsuperres.list_models():
             model = xsuperres.load_model(name)
             c = model.config
-            size = 60 if 60 % c.S == 0 else 50
-            crop = hr.isel(y=slice(40, 40 + size), x=slice(60, 60 + size))
-            n = (crop.sizes["time"] // c.T) * c.T
-            lr = crop.isel(time=slice(0, n)).stsr.coarsen_perfect(c.S, c.T)
-            wet = lr.mean(("y", "x")).values
-            k = c.L + 3
-            start = int(np.argmax(np.convolve(wet, np.ones(k), "valid")))
-            lr = lr.isel(time=slice(start, start + k))
+            lr, k = _setting(hr, model)
             x = lr.values.astype(np.float32)
             ctx = np.stack([x[t - c.L + 1:t + 1] for t in range(c.L - 1, k)])  # (4, L, h, w)
             out[f"{name}/predict_mean"] = _digest(model.predict_mean(ctx, device="cpu"))
@@ -75,7 +110,12 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--write", metavar="FILE")
     g.add_argument("--check", metavar="FILE")
+    g.add_argument("--batching", action="store_true",
+                   help="print the batched-vs-unbatched and chunking differences instead")
     args = p.parse_args(argv)
+    if args.batching:
+        batching_differences()
+        return 0
     now = fingerprints()
     if args.write:
         with open(args.write, "w", encoding="utf-8") as f:

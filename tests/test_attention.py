@@ -145,6 +145,25 @@ def test_neighborhood_optimised_equals_plain(radius, rel_pos_bias, monkeypatch):
         assert pa.grad is not None, name
 
 
+@pytest.mark.parametrize("radius", [1, 2])
+def test_neighborhood_function_gradcheck(radius):
+    """The hand-written backward pass against finite differences (float64), with the
+    border mask (-inf) in the bias as the module builds it."""
+    from xsuperres.nn.neighborhood import NeighborhoodFunction
+
+    torch.manual_seed(radius)
+    blk = _randomise(NeighborhoodAttention(4, radius, heads=2)).double()
+    N, nh, d, H, W = 2, 2, 2, 4, 5
+    n = radius
+    q = torch.randn(N, nh, d, H, W, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(N, nh, d, H + 2 * n, W + 2 * n, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(N, nh, d, H + 2 * n, W + 2 * n, dtype=torch.float64, requires_grad=True)
+    bias = blk._bias(H, W, q.detach()).detach().requires_grad_(True)
+    assert torch.isinf(bias).any()  # the mask is there
+    assert torch.autograd.gradcheck(lambda *a: NeighborhoodFunction.apply(*a, n), (q, k, v, bias),
+                                    eps=1e-6, atol=1e-7)
+
+
 def test_neighborhood_plain_matches_loop_reference():
     torch.manual_seed(3)
     blk = _randomise(NeighborhoodAttention(8, 2, heads=2)).eval()

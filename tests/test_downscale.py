@@ -10,6 +10,7 @@ scheduler unless a test says otherwise.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import dask
@@ -353,8 +354,51 @@ def test_distributed_matches_local(model_dir, model):
         out = _run(lr.chunk(time=1), model_dir)
         got = out.compute().values
         loads = {w: info["loaded"] for w, info in client.run(loaded_models).items()}
+        tuned = client.run(_allocator_state)
     np.testing.assert_allclose(got, local, rtol=0, atol=1e-5)
     assert all(n <= 1 for n in loads.values()), loads
+    # the nanny's eager-trim setting is there, and every worker that ran a task undid it
+    # once (Linux/glibc); a worker without tasks was left alone
+    if sys.platform.startswith("linux"):
+        ran = [w for w, n in loads.items() if n]
+        assert ran and all(tuned[w] == ("65536", [True]) for w in ran), tuned
+
+
+def _allocator_state():
+    import os
+
+    from xsuperres.downscaling import allocator
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), list(allocator._DONE)
+
+
+def test_tune_allocator_only_where_the_nanny_asked(monkeypatch):
+    """tune_allocator acts once per process, only under MALLOC_TRIM_THRESHOLD_ (set by a
+    distributed nanny), and never with XSUPERRES_KEEP_MALLOC=1."""
+    from xsuperres.downscaling import allocator
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(allocator.sys, "platform", "linux")
+    for env, keep, expected in (({}, None, False), ({"MALLOC_TRIM_THRESHOLD_": "65536"}, "1", False),
+                                ({"MALLOC_TRIM_THRESHOLD_": "65536"}, None, True)):
+        monkeypatch.setattr(allocator, "_DONE", [])
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+        monkeypatch.delenv("XSUPERRES_KEEP_MALLOC", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        if keep:
+            monkeypatch.setenv("XSUPERRES_KEEP_MALLOC", keep)
+        calls.clear()
+        assert allocator.tune_allocator() is expected
+        assert allocator.tune_allocator() is expected  # once per process
+        assert calls == ([(-3, 32 << 20), (-1, 64 << 20)] if expected else [])
 
 
 def test_cli_round_trip(model, model_dir, tmp_path):

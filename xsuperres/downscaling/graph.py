@@ -27,6 +27,7 @@ from ..checks import TOPOGRAPHY_FIX, finite_array
 from ..noise import position_noise
 from .batching import samples_per_call
 from .options import MEMBERS_PER_CHUNK
+from .allocator import tune_allocator
 from .threads import dask_threads, task_threads
 from .tiles import blend_weights, tile_layout, tiles_for
 from .workers import ModelHandle, get_model
@@ -249,8 +250,10 @@ def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
 
     Runs with torch's intra-op threads set by :func:`~.threads.task_threads` (at most the
     cores divided by the dask tasks running at once; the caller's setting is restored
-    afterwards).
+    afterwards), in a process whose C allocator suits the networks' temporaries
+    (:func:`~.allocator.tune_allocator`: once, in ``dask.distributed`` workers).
     """
+    tune_allocator()
     with task_threads():
         return _compute_block(members, ctx, tidx, topo, plan)
 

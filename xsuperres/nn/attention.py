@@ -21,8 +21,9 @@ Blocks
     softmax, so border pixels attend only to real pixels. Implemented with
     ``(2n+1)^2`` shifted slices of the padded keys/values (the same neighbourhoods as
     ``F.unfold``, without materialising the ``(2n+1)^2`` copies): memory
-    ``O(H W C + H W (2n+1)^2 heads)``. A learned relative-position bias per head and
-    offset is added to the scores.
+    ``O(H W C + H W (2n+1)^2 heads)``; on a CPU by the kernels of
+    :mod:`xsuperres.nn.neighborhood` (with their own backward pass). A learned
+    relative-position bias per head and offset is added to the scores.
 :class:`CrossAttention`
     Queries from the diffusion U-Net features, keys/values from the encoded upsampled
     context ``BI(x(L))``.
@@ -53,6 +54,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .neighborhood import NeighborhoodFunction, attend
 
 __all__ = [
     "ChannelLayerNorm",
@@ -263,55 +266,33 @@ class NeighborhoodAttention(nn.Module):
     def _attend(self, qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The attention of a few samples: ``qkv (n, 3C, H, W) -> (n, C, H, W)``.
 
-        The same arithmetic as :meth:`forward_reference`, arranged for a CPU: the padded
-        keys and values are copied once per column offset ``dx`` so that every shifted
-        slice is contiguous, and the dot products over the ``head_dim`` channels are
-        unrolled multiply-adds written in place (a reduction over a short middle axis and
-        strided slices were the two hot spots of the profile).
+        The arithmetic of :meth:`forward_reference` in the kernels of
+        :mod:`xsuperres.nn.neighborhood` (with their own backward pass under autograd).
         """
         N, C3, H, W = qkv.shape
         n, nh, d = self.radius, self.heads, self.head_dim
-        K = 2 * n + 1
         q, k, v = qkv.chunk(3, dim=1)
         q = q.reshape(N, nh, d, H, W) * d**-0.5
         pad = (n, n, n, n)
         k = F.pad(k, pad).reshape(N, nh, d, H + 2 * n, W + 2 * n)
         v = F.pad(v, pad).reshape(N, nh, d, H + 2 * n, W + 2 * n)
-        grad = torch.is_grad_enabled()
-        # scores[:, :, dy K + dx] = <q(p), k(p + (dy - n, dx - n))>, shape (N, heads, K^2, H, W)
-        scores = None if grad else q.new_empty(N, nh, K * K, H, W)
-        parts: list[torch.Tensor | None] = [None] * (K * K)
-        for dx in range(K):
-            kx = k[..., dx : dx + W].contiguous()
-            for dy in range(K):
-                ks = kx[..., dy : dy + H, :]
-                if grad:
-                    acc = q[:, :, 0] * ks[:, :, 0]
-                else:
-                    acc = torch.mul(q[:, :, 0], ks[:, :, 0], out=scores[:, :, dy * K + dx])
-                for i in range(1, d):
-                    acc = acc.addcmul_(q[:, :, i], ks[:, :, i])
-                parts[dy * K + dx] = acc
-        if grad:
-            scores = torch.stack(parts, dim=2)
-        attn = (scores + bias).softmax(dim=2)
-        out = None
-        for dx in range(K):
-            vx = v[..., dx : dx + W].contiguous()
-            for dy in range(K):
-                a = attn[:, :, dy * K + dx, None]
-                vs = vx[..., dy : dy + H, :]
-                out = a * vs if out is None else out.addcmul_(a, vs)
+        if torch.is_grad_enabled():
+            out = NeighborhoodFunction.apply(q, k, v, bias, n)
+        else:
+            out, _ = attend(q, k, v, bias, n)
         return out.reshape(N, C3 // 3, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Attend within each pixel's neighbourhood.
 
-        On a CPU the samples go through the attention in groups of about
-        :data:`CPU_CHUNK_ELEMENTS` feature values, so that the ``(2n+1)^2`` passes over the
-        shifted keys and values work in the processor's cache (measured 1.5-3x faster than
-        one pass over a whole batch of 15-50 tiles of 40 x 40, ``docs/performance.md``).
-        The result does not depend on the grouping: every sample is computed alone.
+        On a CPU this runs the kernels of :mod:`xsuperres.nn.neighborhood` (and their
+        backward pass under autograd), with the samples in groups of about
+        :data:`CPU_CHUNK_ELEMENTS` feature values so that the ``(2n+1)^2`` passes over the
+        shifted keys and values stay in the processor's cache; the result does not depend
+        on the grouping (every sample is computed alone) and equals
+        :meth:`forward_reference` up to float rounding. On other devices (GPUs), where the
+        kernels' many small operations would each be a kernel launch, it is
+        :meth:`forward_reference`.
 
         Parameters
         ----------
@@ -323,16 +304,18 @@ class NeighborhoodAttention(nn.Module):
         torch.Tensor
             Shape ``(N, C, H, W)``.
         """
+        if x.device.type != "cpu":
+            return self.forward_reference(x)
         N, C, H, W = x.shape
         qkv = self.qkv(self.norm(x))
         bias = self._bias(H, W, qkv)
-        step = N
-        if x.device.type == "cpu":
-            step = max(1, CPU_CHUNK_ELEMENTS // max(1, C * H * W))
+        step = max(1, CPU_CHUNK_ELEMENTS // max(1, C * H * W))
         if step >= N:
             out = self._attend(qkv, bias)
         else:
-            out = torch.cat([self._attend(qkv[i : i + step], bias) for i in range(0, N, step)])
+            # split, not slicing: its backward is one concatenation, not a zero-filled
+            # full-size gradient per group
+            out = torch.cat([self._attend(part, bias) for part in qkv.split(step)])
         return x + self.proj(out)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,9 @@ profile of both U-Nets was dominated by it; a reduction over the short channel a
 the middle of the tensor and the strided slices were the hot spots, and autograd's
 backward of ``K^2`` slices allocates a zero-filled padded tensor per slice. Here each
 padded map is copied once per column offset ``dx`` so that the ``K`` row offsets are
-contiguous slices, the dot products over ``head_dim`` channels are unrolled
-multiply-adds written in place, and :class:`NeighborhoodFunction` gives the backward pass
+contiguous slices (for the dot products, all ``K`` of them at once through one strided
+view), the dot products over ``head_dim`` channels are unrolled multiply-adds written in
+place, and :class:`NeighborhoodFunction` gives the backward pass
 in the same three kernels. The results equal the plain version up to float rounding
 (``tests/test_attention.py``).
 
@@ -51,16 +52,17 @@ def shifted_dots(a: torch.Tensor, b: torch.Tensor, n: int, out: torch.Tensor) ->
     out
         ``(N, heads, K^2, H, W)``, written in place and returned.
     """
-    H, W = a.shape[-2:]
+    N, nh, d, H, W = a.shape
     K = 2 * n + 1
-    d = a.shape[2]
     for dx in range(K):
-        bx = b[..., dx : dx + W].contiguous()
-        for dy in range(K):
-            bs = bx[..., dy : dy + H, :]
-            acc = torch.mul(a[:, :, 0], bs[:, :, 0], out=out[:, :, dy * K + dx])
-            for c in range(1, d):
-                acc.addcmul_(a[:, :, c], bs[:, :, c])
+        bx = b[..., dx : dx + W].contiguous()  # (N, heads, d, H + 2n, W)
+        s = bx.stride()
+        # all K row offsets at once: rows[..., dy, y, x] = bx[..., dy + y, x] (a view)
+        rows = bx.as_strided((N, nh, d, K, H, W), (s[0], s[1], s[2], s[3], s[3], s[4]))
+        o = out[:, :, dx::K]  # (N, heads, K, H, W): offsets dy K + dx
+        torch.mul(a[:, :, 0, None], rows[:, :, 0], out=o)
+        for c in range(1, d):
+            o.addcmul_(a[:, :, c, None], rows[:, :, c])
     return out
 
 

@@ -21,7 +21,14 @@ import torch
 import xarray as xr
 
 import xsuperres
-from xsuperres.downscaling import blend_weights, downscale, position_noise, seam_statistic, tile_layout
+from xsuperres.downscaling import (
+    blend_weights,
+    downscale,
+    downscale_mean,
+    position_noise,
+    seam_statistic,
+    tile_layout,
+)
 from xsuperres.downscaling.workers import loaded_models
 
 S, T, L, TILE = 2, 2, 2, 8
@@ -606,3 +613,66 @@ def test_dask_threads_by_scheduler():
     assert threads.dask_threads() == 1  # outside any task: the calling thread
     assert threads.torch_threads_rule(1) == 1
     assert threads.torch_threads_rule(1000) == threads.available_cores()
+
+
+# ------------------------------------------------------------------- deterministic stage
+def _blended_mean_reference(lr: xr.DataArray, model, overlap: int) -> np.ndarray:
+    """A numpy loop: predict_mean of every tile of the global layout at every LR step
+    (context="drop"), blended with the per-LR-pixel weights, as downscale's tiles are."""
+    c = model.config
+    x = lr.values.astype(np.float32)
+    nt, ny, nx = x.shape
+    p = c.tile_size // c.S
+    out = np.zeros((nt - c.L + 1, c.T, ny * c.S, nx * c.S))
+    wsum = np.zeros((ny, nx))
+    for ty in tile_layout(ny, p, overlap):
+        for tx in tile_layout(nx, p, overlap):
+            py, px = min(p, ny), min(p, nx)
+            wy, wx = blend_weights(py, overlap), blend_weights(px, overlap)
+            w = np.outer(wy, wx)
+            ctx = np.stack([x[t - c.L + 1:t + 1, ty:ty + py, tx:tx + px] for t in range(c.L - 1, nt)])
+            d = model.predict_mean(ctx, device="cpu")  # (n, T, py S, px S)
+            whr = np.repeat(np.repeat(w, c.S, 0), c.S, 1)
+            out[:, :, ty * c.S:(ty + py) * c.S, tx * c.S:(tx + px) * c.S] += d * whr
+            wsum[ty:ty + py, tx:tx + px] += w
+    return (out / np.repeat(np.repeat(wsum, c.S, 0), c.S, 1)).astype(np.float32)
+
+
+def test_downscale_mean_is_the_blended_deterministic_stage(model):
+    """downscale_mean = the tile-blended predict_mean (numpy loop reference), no member
+    dimension, the same for every chunking, and not any member of the ensemble."""
+    lr = _lr(nt=5, ny=7, nx=9, seed=3)
+    p = model.config.tile_size // model.config.S
+    overlap = max(1, p // 4)
+    out = downscale_mean(lr, model, device="cpu", context="drop")
+    assert out.dims == ("time", "y", "x") and "member" not in out.coords
+    assert out.sizes["time"] == (5 - L + 1) * T
+    ref = _blended_mean_reference(lr, model, overlap)
+    got = out.values.reshape(ref.shape[0], T, *ref.shape[2:])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    for chunks in ({"time": 1}, {"y": 3, "x": 4}):
+        np.testing.assert_allclose(downscale_mean(lr.chunk(chunks), model, device="cpu",
+                                                  context="drop").values, out.values,
+                                   rtol=0, atol=1e-5)
+    # the accessor, attributes and history
+    acc = lr.stsr.downscale_mean(model, device="cpu", context="drop")
+    np.testing.assert_array_equal(acc.values, out.values)
+    assert out.attrs["xsuperres_stage"] == "deterministic"
+    assert "xsuperres_sampler" not in out.attrs and "xsuperres_seed" not in out.attrs
+    assert out.attrs["units"] == "mm h-1" and "deterministic mean" in out.attrs["long_name"]
+    assert "downscale_mean(S=" in out.attrs["history"]
+    ens = _run(lr, model, context="drop")
+    assert ens.attrs["xsuperres_stage"] == "ensemble"
+    assert not np.allclose(ens.isel(member=0).values, out.values)
+
+
+def test_downscale_mean_dataset_and_extra_dims(model):
+    lr = _lr(nt=4, ny=4, nx=6, seed=5)
+    two = xr.concat([lr, lr * 2], dim="scenario").assign_coords(scenario=["a", "b"])
+    out = downscale_mean(two, model, device="cpu")
+    assert out.dims == ("scenario", "time", "y", "x")
+    np.testing.assert_allclose(out.sel(scenario="a").values,
+                               downscale_mean(lr, model, device="cpu").values, rtol=0, atol=1e-5)
+    ds = xr.Dataset({"pr": lr, "orog": lr.isel(time=0, drop=True) * 0 + 100})
+    dso = ds.stsr.downscale_mean(model, device="cpu")
+    assert set(dso.data_vars) >= {"pr"} and dso["pr"].dims == ("time", "y", "x")

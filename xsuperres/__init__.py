@@ -10,7 +10,7 @@ from ._version import __version__
 from .coarsen import coarsen_perfect
 from .config import SRConfig
 from .dims import DimensionError, find_dims
-from .downscaling import downscale
+from .downscaling import downscale, downscale_mean
 from .interpolate import interpolate
 from .model import ModelFileError, SRModel
 from .pretrained import list_models, load_model
@@ -30,6 +30,7 @@ __all__ = [
     "check_precipitation",
     "coarsen_perfect",
     "downscale",
+    "downscale_mean",
     "find_dims",
     "interpolate",
     "list_models",

@@ -68,6 +68,17 @@ class STSRAccessor:
 
         return downscale(self._obj, model, n_members, **kwargs)
 
+    def downscale_mean(self, model, **kwargs) -> xr.DataArray | xr.Dataset:
+        """The deterministic stage alone (the conditional mean), through the same tiles.
+
+        See :func:`xsuperres.downscale_mean` for the keyword arguments (``topography``,
+        ``device``, ``batch_size``, ``context``, ``strict``, ``dims``, ``tile_size``,
+        ``overlap``) and the output.
+        """
+        from .downscaling import downscale_mean
+
+        return downscale_mean(self._obj, model, **kwargs)
+
 
 class STSRArrayAccessor(STSRAccessor):
     """``DataArray.stsr``: the shared verbs, and those that take one precipitation field."""

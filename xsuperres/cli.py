@@ -161,28 +161,6 @@ def _wettest_window(lr: xr.DataArray, first: int, n: int) -> int:
     return first + int(np.argmax(sums[first:]))
 
 
-def _deterministic_mean(model, lr: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """U_det (+ mass conservation) on the model's tile grid: one value per HR pixel.
-
-    Tiles are not blended (unlike ``downscale``), so tile edges can show.
-
-    ``lr`` holds ``L - 1`` context steps before the blocks of ``like`` (HR truth);
-    ``lr``'s y/x sizes are multiples of the LR tile size.
-    """
-    import numpy as np
-
-    c = model.config
-    p = c.tile_size // c.S
-    a = lr.values.astype("float32")
-    nb, ny, nx = a.shape[0] - c.L + 1, a.shape[1] // p, a.shape[2] // p
-    ctx = np.stack([a[b:b + c.L] for b in range(nb)])                      # (nb, L, y, x)
-    ctx = ctx.reshape(nb, c.L, ny, p, nx, p).transpose(0, 2, 4, 1, 3, 5).reshape(-1, c.L, p, p)
-    out = model.predict_mean(ctx)                                          # (N, T, tS, tS)
-    ts = c.tile_size
-    out = out.reshape(nb, ny, nx, c.T, ts, ts).transpose(0, 3, 1, 4, 2, 5).reshape(nb * c.T, ny * ts, nx * ts)
-    return like.copy(data=out)
-
-
 def _demo_folder(args: argparse.Namespace) -> Path:
     """Check ``--out`` and the files the demo writes there (the folder is created later)."""
     out = check_output(args.out, kind="folder")
@@ -218,7 +196,10 @@ def _demo(args: argparse.Namespace) -> int:
           f"LR input {lr.sizes['time']} x {lr.sizes['y']} x {lr.sizes['x']} (incl. {L - 1} context steps)")
     lr_blocks = lr.isel(time=slice(L - 1, None))
     predictions = {method: interpolate(lr_blocks, S, T, method) for method in ("bicubic", "nearest")}
-    predictions["deterministic mean"] = _deterministic_mean(model, lr, predictions["bicubic"])
+    # the deterministic stage through the same tiles and blending as the ensemble
+    mean = lr.stsr.downscale_mean(model, context="drop", device="cpu").compute()
+    predictions["deterministic mean"] = mean.assign_coords(
+        {d: truth[d] for d in ("time", "y", "x") if d in truth.coords})
     ens = lr.stsr.downscale(model, n_members=args.members, steps=args.steps, context="drop",
                             seed=args.seed, device="cpu")
     ens = ens.compute()

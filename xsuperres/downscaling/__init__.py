@@ -7,7 +7,8 @@ computed until the result is computed or written.
 
 The package, one concept per module:
 
-* :mod:`.api` -- the public :func:`downscale`: Dataset and extra-dimension mapping, input
+* :mod:`.api` -- the public :func:`downscale` (and :func:`downscale_mean`, the deterministic
+  stage through the same tiles): Dataset and extra-dimension mapping, input
   rules per variable, HR coordinates, attributes and history.
 * :mod:`.options` -- the checked settings of a call (:class:`~.options.DownscaleOptions`),
   ``MAX_MEMBERS`` and ``MEMBERS_PER_CHUNK``.
@@ -61,10 +62,10 @@ How the work is cut (see ``docs/downscale.md`` for the full story)
 """
 
 from ..noise import position_noise
-from .api import downscale
+from .api import downscale, downscale_mean
 from .options import MAX_MEMBERS, MEMBERS_PER_CHUNK
 from .tiles import blend_weights, seam_statistic, tile_layout
 from .workers import ModelHandle
 
-__all__ = ["downscale", "tile_layout", "blend_weights", "seam_statistic", "ModelHandle", "position_noise",
+__all__ = ["downscale", "downscale_mean", "tile_layout", "blend_weights", "seam_statistic", "ModelHandle", "position_noise",
            "MAX_MEMBERS", "MEMBERS_PER_CHUNK"]

@@ -29,7 +29,7 @@ from .checks import check_cadence, check_spacing, hr_time, topography_array
 from .graph import RunSettings, ensemble_graph, time_halo
 from .options import MEMBERS_PER_CHUNK, DownscaleOptions, ModelLike, build_options
 
-__all__ = ["downscale"]
+__all__ = ["downscale", "downscale_mean"]
 
 _UNSAFE_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset", "valid_range",
                  "valid_min", "valid_max", "actual_range")
@@ -144,7 +144,61 @@ def downscale(
                          steps=steps, seed=seed, device=device, batch_size=batch_size,
                          context=context, strict=strict, dims=dims, eta=eta,
                          tile_size=tile_size, overlap=overlap)
+    return _downscale_object(obj, dims, opts)
 
+
+def downscale_mean(
+    obj: xr.DataArray | xr.Dataset,
+    model: ModelLike,
+    *,
+    topography: Optional[xr.DataArray] = None,
+    device: str = "auto",
+    batch_size: Optional[int] = None,
+    context: str = "pad",
+    strict: bool = True,
+    dims: Optional[Mapping[str, Hashable]] = None,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
+) -> xr.DataArray | xr.Dataset:
+    """The deterministic stage alone: the conditional mean ``D``, lazily, on the HR grid.
+
+    The preprint's "deterministic" model (``U_det`` with the model's mass conservation,
+    no diffusion) through the same tiles, blending, halo, chunking and checks as
+    :func:`downscale`: one smooth field, no tile seams, no members. Use it as the
+    ensemble's best single estimate or to compare with it (e.g. the demo's "deterministic
+    mean" panel); it is **not** the mean of the ensemble members, which also carries the
+    diffusion residuals' mean.
+
+    Parameters
+    ----------
+    obj, model, topography, device, context, strict, dims, tile_size, overlap
+        As for :func:`downscale`.
+    batch_size
+        Samples (tile x LR step) per network call; ``None``: automatic, as for
+        :func:`downscale` with one member.
+
+    Returns
+    -------
+    DataArray or Dataset
+        float32, mm h-1, dask-backed, dims of the input on the HR grid (no ``member``);
+        attributes as for :func:`downscale` without the sampler settings, with
+        ``xsuperres_stage = "deterministic"``.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`downscale`.
+    """
+    opts = build_options(obj, model, 1, topography=topography, sampler=DEFAULT_SAMPLER,
+                         steps=None, seed=0, device=device, batch_size=batch_size,
+                         context=context, strict=strict, dims=dims, eta=0.0,
+                         tile_size=tile_size, overlap=overlap, mean_only=True)
+    return _downscale_object(obj, dims, opts)
+
+
+def _downscale_object(obj: xr.DataArray | xr.Dataset, dims: Optional[Mapping[str, Hashable]],
+                      opts: DownscaleOptions) -> xr.DataArray | xr.Dataset:
+    """:func:`downscale` / :func:`downscale_mean` after the argument checks."""
     if isinstance(obj, xr.DataArray):
         return _downscale_dataarray(obj, find_dims(obj, dims), opts)
     if not isinstance(obj, xr.Dataset):
@@ -169,7 +223,7 @@ def downscale(
                          (": " + "; ".join(reasons) if reasons else ""))
     if skipped:
         warnings.warn(f"downscale: variables {[str(s) for s in skipped]} are not precipitation "
-                      "rates and are left out of the output", UserWarning, stacklevel=2)
+                      "rates and are left out of the output", UserWarning, stacklevel=3)
     keep = {n: v for n, v in obj.data_vars.items() if not set(v.dims) & need}
     out = xr.Dataset({**out_vars, **keep})
     out.attrs = append_history(obj.attrs, _call_text(opts))
@@ -196,7 +250,7 @@ def _downscale_dataarray(da: xr.DataArray, found: Mapping[str, Hashable], opts: 
         out = xr.concat(pieces, dim="__extra__", coords="minimal", compat="override", join="override")
         mindex = xr.Coordinates.from_pandas_multiindex(stacked.indexes["__extra__"], "__extra__")
         out = out.drop_vars(["__extra__"], errors="ignore").assign_coords(mindex).unstack("__extra__")
-        return out.transpose("member", *da.dims)
+        return out.transpose(*(() if opts.mean_only else ("member",)), *da.dims)
     return _downscale_variable(da, found, opts, key=0)
 
 
@@ -285,7 +339,8 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
         topo = topography_array(opts.topography, ydim, xdim, ny * S, nx * S, da, S)
     run = RunSettings(handle=opts.handle, device=opts.device, S=S, T=T, seed=opts.seed,
                       key=int(key), sampler=opts.sampler, steps=opts.steps, eta=opts.eta,
-                      batch_size=opts.batch_size, check_negative=check_negative)
+                      batch_size=opts.batch_size, check_negative=check_negative,
+                      mean_only=opts.mean_only)
     data = ensemble_graph(ctx, tidx, X.chunks[1], X.chunks[2], topo, run, M, opts.p, opts.overlap)
 
     # coordinates and attributes
@@ -297,6 +352,8 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     coords["member"] = xr.Variable("member", np.arange(M), attrs={"long_name": "ensemble member"})
     out = xr.DataArray(data, dims=("member", tdim, ydim, xdim), coords=coords, name=da.name)
     out = out.transpose("member", *da.dims)
+    if opts.mean_only:
+        out = out.isel(member=0, drop=True)
     out.attrs = _attrs(conv.attrs, opts)
     out.encoding = {k: v for k, v in da.encoding.items() if k in ("grid_mapping", "coordinates")}
     return _clean_grid_mapping(out)
@@ -305,6 +362,9 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
 def _call_text(opts: DownscaleOptions) -> str:
     """The ``history`` line of a call: every setting that determines the output."""
     c = opts.model.config
+    if opts.mean_only:
+        return (f"downscale_mean(S={c.S}, T={c.T}, L={c.L}, context={opts.context!r}, "
+                f"tile_size={opts.p * c.S}, overlap={opts.overlap})")
     return (f"downscale(S={c.S}, T={c.T}, L={c.L}, n_members={opts.n_members}, sampler={opts.sampler!r}, "
             f"steps={opts.n_steps}, eta={opts.eta:g}, seed={opts.seed}, "
             f"context={opts.context!r}, tile_size={opts.p * c.S}, overlap={opts.overlap})")
@@ -341,4 +401,13 @@ def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
             f"drop: the first {c.L - 1} LR step(s) (without a full context) are not in the output"),
         "xsuperres_version": __version__,
     })
+    if opts.mean_only:
+        for k in ("xsuperres_sampler", "xsuperres_steps", "xsuperres_eta", "xsuperres_seed",
+                  "xsuperres_n_members"):
+            del attrs[k]
+        attrs["xsuperres_stage"] = "deterministic"
+        attrs["long_name"] = ("deterministic mean (U_det with mass conservation) of "
+                              + str(src.get("long_name") or "precipitation"))
+    else:
+        attrs["xsuperres_stage"] = "ensemble"
     return attrs

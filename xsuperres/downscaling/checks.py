@@ -25,7 +25,8 @@ from ..checks import TOPOGRAPHY_FIX, finite_array
 __all__ = ["check_cadence", "check_spacing", "hr_time", "topography_array"]
 
 # check_cadence and check_spacing are called directly by downscale's per-variable step
-# (api._downscale_variable): their warnings' stacklevel counts the frames up to downscale.
+# (api._downscale_variable, under api._downscale_object): their warnings' stacklevel counts the
+# frames up to the public downscale / downscale_mean.
 
 
 def _fmt_step(td: pd.Timedelta) -> str:
@@ -61,7 +62,7 @@ def check_cadence(times: Optional[np.ndarray], model, strict: bool, label: str) 
             f"{label} {why}, so its cadence cannot be checked against the model's: assuming "
             f"LR steps of {_fmt_step(hr_step * c.T)} (the model's HR step {_fmt_step(hr_step)} "
             f"x T={c.T}). Give the input a datetime time coordinate to have it checked",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=5)
     if lr is None or hr_step is None:
         return hr_step
     expected = hr_step * c.T
@@ -73,7 +74,7 @@ def check_cadence(times: Optional[np.ndarray], model, strict: bool, label: str) 
         if strict:
             raise ValueError(msg)
         warnings.warn(msg + " (strict=False: going on; the output steps are the input step / T)",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
         return None
     return hr_step
 
@@ -108,7 +109,7 @@ def check_spacing(da: xr.DataArray, ydim: Hashable, xdim: Hashable, model, stric
             f"{label}: {why}, so its grid spacing cannot be checked against the model's: "
             f"assuming LR cells of ({ry * S:g}, {rx * S:g}) {runits} (the model's HR cells of "
             f"({ry:g}, {rx:g}) {runits} x S={S}). Give the input 1-D {ydim!r}/{xdim!r} "
-            "coordinates with units to have it checked", UserWarning, stacklevel=5)
+            "coordinates with units to have it checked", UserWarning, stacklevel=6)
 
     got = []
     for dim in (ydim, xdim):
@@ -134,7 +135,7 @@ def check_spacing(da: xr.DataArray, ydim: Hashable, xdim: Hashable, model, stric
                f"cells of ({ry:g}, {rx:g}) {runits}; regrid the input or pass strict=False")
         if strict:
             raise ValueError(msg)
-        warnings.warn(msg, UserWarning, stacklevel=4)
+        warnings.warn(msg, UserWarning, stacklevel=5)
 
 
 def topography_array(topo, ydim: Hashable, xdim: Hashable, H: int, W: int, da: xr.DataArray,

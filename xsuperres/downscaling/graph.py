@@ -61,6 +61,9 @@ class RunSettings:
     check_negative
         Refuse negative input values in the task (dask input: they were not checked on
         the call).
+    mean_only
+        The deterministic stage only (:func:`xsuperres.downscale_mean`): one "member",
+        the conditional mean ``D`` of every tile (sampler, steps, eta and seed unused).
     """
 
     handle: ModelHandle
@@ -74,6 +77,7 @@ class RunSettings:
     eta: float
     batch_size: Optional[int]
     check_negative: bool
+    mean_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,8 @@ def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xc
 # ---------------------------------------------------------------------------------------
 def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[tuple[int, int, int]],
                   members: np.ndarray, run: RunSettings) -> np.ndarray:
-    """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h.
+    """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h
+    (``run.mean_only``: the deterministic mean as the one member).
 
     One network call per stage: the deterministic net on the ``n`` samples, the diffusion
     net on their ``n len(members)`` items. ``topo`` is ``(n, pS, pS)`` in m or None.
@@ -230,6 +235,9 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
     is drawn from them (:func:`position_noise`) through :meth:`SRModel.predict`'s
     ``noise_fn``.
     """
+    if run.mean_only:
+        return model.predict_mean(x, topography=topo, device=model.device,
+                                  batch_size=x.shape[0])[:, None]
     T = model.config.T
     H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
 

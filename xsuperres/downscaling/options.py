@@ -77,6 +77,9 @@ class DownscaleOptions:
         Tile overlap in LR pixels (``0 <= overlap < p``; 0 when ``p == 1``).
     topography
         HR elevation (m) as given, or None (flat).
+    mean_only
+        :func:`xsuperres.downscale_mean`: the deterministic stage only (``n_members`` is
+        1 and the sampler settings are not used).
     """
 
     model: Any
@@ -94,6 +97,7 @@ class DownscaleOptions:
     p: int
     overlap: int
     topography: Any = None
+    mean_only: bool = False
 
 
 def default_tile_size(config: Any) -> int:
@@ -140,6 +144,7 @@ def build_options(
     eta: float,
     tile_size: Optional[int],
     overlap: Optional[int],
+    mean_only: bool = False,
 ) -> DownscaleOptions:
     """Check the arguments of :func:`xsuperres.downscale` and resolve the model.
 
@@ -185,7 +190,8 @@ def build_options(
     if topography is None:
         if m.normalization.get("topo_min") is not None:
             warnings.warn(
-                "downscale: topography=None, so the model sees a flat (zero) topography, "
+                f"{'downscale_mean' if mean_only else 'downscale'}: topography=None, so the "
+                "model sees a flat (zero) topography, "
                 "although it was trained with one; pass the HR elevation (m), e.g. "
                 "xsuperres.topography.glo90(...) or xsuperres.topography.from_file(...)",
                 UserWarning, stacklevel=4)
@@ -196,4 +202,4 @@ def build_options(
     return DownscaleOptions(
         model=m, handle=handle_for(m), n_members=M, seed=int(seed), sampler=sampler, steps=steps,
         n_steps=n_steps, eta=float(eta), device=device, batch_size=batch_size, context=context,
-        strict=strict, p=p, overlap=o, topography=topography)
+        strict=strict, p=p, overlap=o, topography=topography, mean_only=bool(mean_only))

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import logging
 import resource
 import subprocess
@@ -40,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _versions import package_copies
 
 S, T, L = 4, 3, 4
 
@@ -187,21 +188,11 @@ def run_compare(rev: str) -> dict:
     import xsuperres
     from xsuperres.metrics import crps
 
-    repo = Path(__file__).resolve().parents[1]
     model = xsuperres.load_model(COMPARE_MODEL)
     S, T = model.config.S, model.config.T
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ref = Path(tmp) / "ref"
-        ref.mkdir()
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "xsuperres"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
-        # this version: a snapshot of the working tree, so that edits during a long run
-        # do not leak into it
-        this = Path(tmp) / "this"
-        shutil.copytree(repo / "xsuperres", this / "xsuperres",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        ref, this = package_copies(rev, tmp)  # git archive of rev, snapshot of this tree
         for size, nt in COMPARE_SIZES:
             truth = _wettest_crop(size, nt * T, S).transpose("time", "y", "x").values
             row = {"size": size, "lr_steps": nt}

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _versions import package_copies
 
 #: crop of the embedded KNMI sample (HR pixels, 5-min frames) used for the benchmark
 CROP = {"y": slice(0, 120), "x": slice(40, 160), "time": slice(20, 60)}
@@ -62,20 +63,10 @@ def child(pkg: str, epochs: int, threads: int, out_json: str) -> None:
 
 
 def run_compare(rev: str, epochs: int, threads: int) -> dict:
-    repo = Path(__file__).resolve().parents[1]
     res = {"reference": rev, "epochs": epochs, "threads": threads, "crop": {
         k: [v.start, v.stop] for k, v in CROP.items()}}
     with tempfile.TemporaryDirectory() as tmp:
-        ref = Path(tmp) / "ref"
-        ref.mkdir()
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "xsuperres"],
-                                 capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
-        # this version: a snapshot of the working tree, so that edits during a long run
-        # do not leak into it
-        this = Path(tmp) / "this"
-        shutil.copytree(repo / "xsuperres", this / "xsuperres",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        ref, this = package_copies(rev, tmp)  # git archive of rev, snapshot of this tree
         for label, pkg in ((rev, str(ref)), ("this", str(this))):
             out = str(Path(tmp) / f"{label}.json")
             p = subprocess.run([sys.executable, __file__, "--child", pkg, str(epochs), str(threads),

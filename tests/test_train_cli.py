@@ -104,6 +104,11 @@ def test_cli_flags_make_one_train_options(small_file, tmp_path, monkeypatch):
         valid=slice("2022-10-18T06:00", None), seed=5, device="cpu", progress=False,
         checkpoint_dir=str(ck), stage="mean")
     assert set(seen) == {"topography", "config", "options"}
+    seen.clear()
+    with pytest.raises(_Called):  # event hold-out: file numbers or event names
+        main(["train", str(path), str(path), "--out", str(tmp_path / "m2"), *ARGS,
+              "--valid-events", "1", "event 0"])
+    assert seen["options"].valid_events == (1, "event 0")
 
 
 def test_cli_bad_training_flags_fail_before_reading_files(tmp_path, capsys):

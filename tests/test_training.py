@@ -217,6 +217,48 @@ def test_time_split_keeps_periods_apart():
                             valid=slice("2030-01-01", None))
 
 
+def test_event_split_holds_whole_events_out():
+    """valid_events: every tile of the held-out events validates, every tile of the other
+    events trains; by index or by name; refusals name the events."""
+    a = ramp(nt=12, ny=8, nx=8, name="a")
+    b = ramp(nt=12, ny=8, nx=8, name="b", start="2021-01-01") * 0.5
+    c = ramp(nt=12, ny=8, nx=8, name="c", start="2022-01-01") * 2
+    cfg = tiny_config(2, 2, 2, tile=4, cap=1e4)
+    td = build_training_data([a, b, c], 2, 2, config=cfg, valid_events=["b"])
+    tr, va = td.train.records, td.valid.records
+    assert set(va["event"].tolist()) == {1} and set(tr["event"].tolist()) == {0, 2}
+    # every tile of the held-out event, every tile of the training events, every block >= L-1
+    n_tiles, n_blocks = 4, 12 // 2 - (td.config.L - 1)
+    assert va.size == n_tiles * n_blocks and tr.size == 2 * n_tiles * n_blocks
+    assert td.split.describe()["valid_events"] == ["b"]
+    same = build_training_data([a, b, c], 2, 2, config=cfg, valid_events=(1,))
+    np.testing.assert_array_equal(same.valid.records, va)
+    two = build_training_data([a, b, c], 2, 2, config=cfg, valid_events=[0, "c"])
+    assert set(two.valid.records["event"].tolist()) == {0, 2}
+    assert set(two.train.records["event"].tolist()) == {1}
+    with pytest.raises(ValueError, match=r"no event 'x'.*\['a', 'b', 'c'\]"):
+        build_training_data([a, b, c], 2, 2, config=cfg, valid_events=["x"])
+    with pytest.raises(ValueError, match="every event"):
+        build_training_data([a, b, c], 2, 2, config=cfg, valid_events=[0, 1, 2])
+    with pytest.raises(ValueError, match="cannot be combined"):
+        build_training_data([a, b, c], 2, 2, config=cfg, valid_events=[0],
+                            valid=slice(a.time.values[2], None))
+    with pytest.raises(ValueError, match="valid_events"):
+        xs.TrainOptions(valid_events=[1.5])
+    assert xs.TrainOptions(valid_events="b").valid_events == ("b",)
+
+
+def test_train_with_a_held_out_event_records_it():
+    a = ramp(nt=12, ny=8, nx=8, name="a")
+    b = ramp(nt=12, ny=8, nx=8, name="b", start="2021-01-01") * 0.5
+    model = train([a, b], 2, 2, config=tiny_config(2, 2, 2, tile=4, cap=1e4), epochs=1,
+                  valid_events=["a"], progress=False, stage="mean")
+    md = model.metadata
+    assert md["protocol"]["valid_events"] == ["a"]
+    assert md["data"]["split"]["valid_events"] == ["a"]
+    assert md["n_samples"]["valid"] == 4 * (6 - 1) and md["n_samples"]["train"] == 4 * (6 - 1)
+
+
 # --------------------------------------------------------------------------- units
 @pytest.mark.parametrize("units, factor", [("mm h-1", 1.0), ("kg m-2 s-1", 1 / 3600.0), ("mm/d", 24.0),
                                            ("m h-1", 1e-3)])
@@ -429,7 +471,7 @@ def test_several_events(knmi_small):
 # --------------------------------------------------------------------------- training options
 #: The defaults documented in train()'s docstring and docs/training.md.
 DOCUMENTED_DEFAULTS = dict(epochs=80, batch_size=12, lr=1e-4, patience=8, mc_start_epoch=20, fold=0,
-                           n_folds=4, valid=None, seed=0, device="auto", progress=True,
+                           n_folds=4, valid=None, valid_events=None, seed=0, device="auto", progress=True,
                            checkpoint_dir=None, stage="both")
 
 

@@ -13,7 +13,7 @@ model is written to ``--out`` with :meth:`xsuperres.model.SRModel.save`; the fol
 created (with its parents) if it does not exist, and is checked before training starts.
 
 The training flags (``--epochs`` .. ``--stage``, ``--valid-start``/``--valid-end``,
-``--no-progress``) are the fields of :class:`xsuperres.training.options.TrainOptions`, with
+``--valid-events``, ``--no-progress``) are the fields of :class:`xsuperres.training.options.TrainOptions`, with
 its defaults; they are checked (one :class:`TrainOptions`) before any file is read.
 
 Errors in the inputs (missing variable, wrong units, negative values, a grid too small
@@ -42,7 +42,7 @@ _TOPO_NAMES = ("topography", "orography", "orog", "elevation", "altitude", "dem"
 #: The defaults of the training flags: those of TrainOptions.
 _D = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
 #: Fields of TrainOptions that are not one flag each (built in :func:`_options`).
-_DERIVED = ("valid", "progress")
+_DERIVED = ("valid", "valid_events", "progress")
 
 
 class CLIError(Exception):
@@ -90,6 +90,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--n-folds", type=int, default=_D["n_folds"], help=f"number of folds (default {_D['n_folds']})")
     p.add_argument("--valid-start", default=None, help="start of a held-out validation period (time label)")
     p.add_argument("--valid-end", default=None, help="end of a held-out validation period (time label)")
+    p.add_argument("--valid-events", nargs="+", default=None, metavar="EVENT",
+                   help="hold these events out whole for validation (0-based input file numbers "
+                        "or event names) instead of the tile folds, e.g. one per run for "
+                        "leave-one-event-out")
     p.add_argument("--seed", type=int, default=_D["seed"], help=f"random seed (default {_D['seed']})")
     p.add_argument("--device", default=_D["device"], help=f"auto, cpu or cuda (default {_D['device']})")
     p.add_argument("--checkpoint-dir", default=_D["checkpoint_dir"], help="per-epoch checkpoints (a rerun resumes)")
@@ -143,8 +147,11 @@ def _options(args: argparse.Namespace) -> TrainOptions:
     valid = None
     if args.valid_start is not None or args.valid_end is not None:
         valid = slice(args.valid_start, args.valid_end)
+    events = None
+    if args.valid_events is not None:
+        events = tuple(int(v) if v.isdigit() else v for v in args.valid_events)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions) if f.name not in _DERIVED}
-    return TrainOptions(**flags, valid=valid, progress=not args.no_progress)
+    return TrainOptions(**flags, valid=valid, valid_events=events, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

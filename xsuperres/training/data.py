@@ -154,13 +154,14 @@ def build_training_data(
     valid: slice | None = None,
     first_block: int | None = None,
     seed: int = 0,
+    valid_events: Sequence[int | str] | None = None,
     dims: dict[str, Hashable] | None = None,
 ) -> TrainingData:
     """Prepare, split and normalize the training data (see the module notes).
 
     Parameters
     ----------
-    hr, topography, config, fold, n_folds, valid, seed
+    hr, topography, config, fold, n_folds, valid, seed, valid_events
         As in :func:`xsuperres.train`.
     S, T
         Spatial and temporal factors.
@@ -177,7 +178,8 @@ def build_training_data(
     data = prepare_events(hr, topography, dims=dims)
     cfg = fill_config(config, S, T, data)
     split = split_samples(data, cfg.S, cfg.T, cfg.L, tile_size=cfg.tile_size, fold=fold,
-                          n_folds=n_folds, valid=valid, first_block=first_block)
+                          n_folds=n_folds, valid=valid, first_block=first_block,
+                          valid_events=valid_events)
     if split.tile_size != cfg.tile_size:
         cfg = cfg.replace(tile_size=split.tile_size)
 

@@ -414,7 +414,7 @@ def fit(
     if td is None:
         td = build_training_data(hr, S, T, topography=topography, config=config, fold=opts.fold,
                                  n_folds=opts.n_folds, valid=opts.valid, first_block=first_block,
-                                 seed=opts.seed, dims=dims)
+                                 seed=opts.seed, dims=dims, valid_events=opts.valid_events)
     cfg = td.config
     norm = td.normalization
     if mean_from is not None:
@@ -470,7 +470,9 @@ def fit(
         "wall_time_s": {"total": wall, **{f"{s}_stage": v for s, v in run.wall.items()}},
         "protocol": {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr,
                      "patience": opts.patience, "mc_start_epoch": opts.mc_start_epoch,
-                     "fold": opts.fold, "n_folds": opts.n_folds, "seed": opts.seed,
+                     "fold": opts.fold, "n_folds": opts.n_folds,
+                     "valid_events": None if opts.valid_events is None else list(opts.valid_events),
+                     "seed": opts.seed,
                      "stage": opts.stage, "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
@@ -497,6 +499,7 @@ def train(
     fold: int = DEFAULT.fold,
     n_folds: int = DEFAULT.n_folds,
     valid: slice | None = DEFAULT.valid,
+    valid_events: Sequence[int | str] | None = DEFAULT.valid_events,
     seed: int = DEFAULT.seed,
     device: str | torch.device = DEFAULT.device,
     progress: bool = DEFAULT.progress,
@@ -541,6 +544,10 @@ def train(
         Validation fold of the Latin-square tile folds (:mod:`xsuperres.training.tiles`).
     valid
         Optional held-out period ``slice(t0, t1)`` (:mod:`xsuperres.training.split`).
+    valid_events
+        Events held out whole for validation, by index or name (e.g. leave-one-event-out:
+        one event per run, the others train); replaces the tile folds; not combined with
+        ``valid`` (:mod:`xsuperres.training.split`).
     seed
         Seed of the weights' initialisation, the shuffling and the diffusion noise.
     device

@@ -41,6 +41,20 @@ __all__ = ["TrainOptions", "STAGE_CHOICES", "DEFAULT", "combine"]
 STAGE_CHOICES: tuple[str, ...] = ("both", "mean")
 
 
+def _event_list(value: Any) -> tuple[int | str, ...] | None:
+    """``valid_events`` as a tuple of event indices / names (or None)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or (isinstance(v, int) and v < 0):
+            raise ValueError("valid_events must be event names or non-negative indices (or None), "
+                             f"got {value!r}")
+    if not items:
+        raise ValueError("valid_events is empty: name at least one event to hold out, or pass None")
+    return tuple(items)
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """The training options of :func:`xsuperres.train` (see the module notes).
@@ -75,6 +89,11 @@ class TrainOptions:
     valid
         Optional held-out validation period ``slice(t0, t1)`` of time labels (checked
         against the data's time axis by :mod:`xsuperres.training.split`), or ``None``.
+    valid_events
+        Events held out whole for validation (the event-level hold-out, e.g.
+        leave-one-event-out): event indices or names (the DataArrays' names), stored as a
+        tuple; ``None`` (default): the tile folds. Not combined with ``valid``; ``fold``
+        and ``n_folds`` are then unused.
     seed
         Seed of the weights' initialisation, the shuffling and the diffusion noise
         (non-negative integer).
@@ -99,6 +118,7 @@ class TrainOptions:
     fold: int = 0
     n_folds: int = 4
     valid: slice | None = None
+    valid_events: tuple[int | str, ...] | None = None
     seed: int = 0
     device: str | torch.device = "auto"
     progress: bool = True
@@ -117,6 +137,7 @@ class TrainOptions:
         put("mc_start_epoch", integer(self.mc_start_epoch, "mc_start_epoch", 0))
         put("fold", integer(self.fold, "fold", 0))
         put("seed", check_seed(self.seed))
+        put("valid_events", _event_list(self.valid_events))
         lr = finite_float(self.lr, "lr")
         if lr < 0:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")

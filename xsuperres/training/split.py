@@ -15,6 +15,12 @@ Time split (optional, ``valid=slice(t0, t1)``)
       target block nor any block of their context has an HR frame in the period (so no
       context crosses into it).
 
+Event split (optional, ``valid_events=(...)``): leave events out
+    Instead of the tile folds, whole events are held out: every tile of the named events
+    validates, every tile of the other events trains (the fold settings are then not
+    used). This is the event-level hold-out that tells how a model does on a day it never
+    saw (leave-one-event-out: one event per run). It cannot be combined with ``valid``.
+
 Blocks are whole groups of ``T`` HR frames from the start of each event; trailing frames
 that do not fill a block are dropped.
 """
@@ -22,6 +28,7 @@ that do not fill a block are dropped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +39,7 @@ from .inputs import PreparedData
 from .samples import make_samples
 from .tiles import Tile, choose_tile_size, latin_square_folds, tile_grid
 
-__all__ = ["Split", "split_samples", "period_mask"]
+__all__ = ["Split", "split_samples", "period_mask", "held_out_events"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,10 @@ class Split:
         Sample records (:data:`~xsuperres.training.samples.RECORD_DTYPE`).
     n_nan_train, n_nan_valid
         Samples skipped because of NaN.
+    valid_period
+        The held-out period ``(t0, t1)`` as strings, or None.
+    valid_events
+        Names of the held-out events (event split), or None (tile folds).
     """
 
     tile_size: int
@@ -74,6 +85,7 @@ class Split:
     n_nan_train: int
     n_nan_valid: int
     valid_period: tuple[str | None, str | None] | None = None
+    valid_events: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -93,7 +105,52 @@ class Split:
             "n_valid": int(self.valid_records.size),
             "n_nan_skipped": {"train": self.n_nan_train, "valid": self.n_nan_valid},
             "valid_period": None if self.valid_period is None else list(self.valid_period),
+            "valid_events": None if self.valid_events is None else list(self.valid_events),
         }
+
+
+def held_out_events(data: PreparedData, valid_events: Sequence[int | str] | None) -> set[int] | None:
+    """Indices of the events named by ``valid_events`` (indices or event names).
+
+    Parameters
+    ----------
+    data
+        The prepared events (their ``name``: the DataArray's name, or ``event<i>``).
+    valid_events
+        Event indices (``0 .. n - 1``) or names; ``None``: no event split.
+
+    Returns
+    -------
+    set of int or None
+
+    Raises
+    ------
+    ValueError
+        An empty list, an unknown name or index (the message lists the events), or all
+        events held out (none would train).
+    """
+    if valid_events is None:
+        return None
+    if isinstance(valid_events, (str, int, np.integer)):
+        valid_events = [valid_events]
+    names = [e.name for e in data.events]
+    held: set[int] = set()
+    for v in valid_events:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            if not 0 <= int(v) < len(names):
+                raise ValueError(f"valid_events: event index {v} is not in 0 .. {len(names) - 1} "
+                                 f"(events: {names})")
+            held.add(int(v))
+        elif isinstance(v, str) and v in names:
+            held.add(names.index(v))
+        else:
+            raise ValueError(f"valid_events: no event {v!r}; the events are {names} (by name or "
+                             "0-based index)")
+    if not held:
+        raise ValueError("valid_events is empty: name at least one event to hold out, or pass None")
+    if len(held) == len(names):
+        raise ValueError(f"valid_events holds out every event ({names}): at least one must train")
+    return held
 
 
 def _as_time(value: Any) -> np.datetime64 | None:
@@ -150,6 +207,7 @@ def split_samples(
     n_folds: int = 4,
     valid: slice | None = None,
     first_block: int | None = None,
+    valid_events: Sequence[int | str] | None = None,
 ) -> Split:
     """Tile every event, assign folds and build the training and validation records.
 
@@ -172,6 +230,9 @@ def split_samples(
     first_block
         If given, no target block before this LR index is used (in every event). Lets
         runs with different ``L`` share one sample set (``first_block = max(L) - 1``).
+    valid_events
+        Events held out whole for validation, by index or name
+        (:func:`held_out_events`); ``fold`` and ``n_folds`` are then not used.
 
     Returns
     -------
@@ -180,8 +241,13 @@ def split_samples(
     Raises
     ------
     ValueError
-        Bad fold, a grid too small to tile, an empty training or validation set.
+        Bad fold, a grid too small to tile, an empty training or validation set, unknown
+        or all events in ``valid_events``, ``valid_events`` with ``valid``.
     """
+    held = held_out_events(data, valid_events)
+    if held is not None and valid is not None:
+        raise ValueError("valid_events (events held out whole) and valid (a held-out period) "
+                         "cannot be combined: pass one of them")
     n_folds = int(n_folds)
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2 (one fold validates, the others train), got {n_folds}")
@@ -200,8 +266,12 @@ def split_samples(
         tiles = tile_grid(ev.hr.shape[1], ev.hr.shape[2], size)
         n_rows, n_cols = tiles[-1].row + 1, tiles[-1].col + 1
         folds = latin_square_folds(n_rows, n_cols, n_folds)
-        va = [k for k, t in enumerate(tiles) if folds[t.row, t.col] == fold]
-        tr = [k for k, t in enumerate(tiles) if folds[t.row, t.col] != fold]
+        if held is None:
+            va = [k for k, t in enumerate(tiles) if folds[t.row, t.col] == fold]
+            tr = [k for k, t in enumerate(tiles) if folds[t.row, t.col] != fold]
+        else:  # the event is held out whole, or trains whole
+            va = list(range(len(tiles))) if e in held else []
+            tr = [] if e in held else list(range(len(tiles)))
         nb = ev.hr.shape[0] // T
         if nb * T != ev.hr.shape[0]:
             log.info("%s: the last %d HR frame(s) do not fill a block of T=%d and are dropped",
@@ -239,19 +309,22 @@ def split_samples(
         np.concatenate(train_recs), np.concatenate(valid_recs), n_nan_tr, n_nan_va,
         None if valid is None else (None if valid.start is None else str(valid.start),
                                     None if valid.stop is None else str(valid.stop)),
+        None if held is None else tuple(data.events[e].name for e in sorted(held)),
     )
     if n_nan_tr or n_nan_va:
         log.info("skipped %d training and %d validation samples whose target or context "
                  "contains NaN", n_nan_tr, n_nan_va)
     if not split.train_records.size:
         raise ValueError(
-            f"no training samples (S={S}, T={T}, L={L}, tile size {size}, fold {fold}/{n_folds}"
+            f"no training samples (S={S}, T={T}, L={L}, tile size {size}, "
+            f"{'held-out events ' + repr(split.valid_events) if held is not None else f'fold {fold}/{n_folds}'}"
             f"{', valid=' + repr(valid) if valid is not None else ''}; {n_nan_tr} skipped for "
             "NaN): provide more time steps or a smaller L, or check the NaN coverage"
         )
     if not split.valid_records.size:
         raise ValueError(
-            f"no validation samples (fold {fold}/{n_folds}"
+            f"no validation samples ("
+            f"{'events ' + repr(split.valid_events) if held is not None else f'fold {fold}/{n_folds}'}"
             f"{', valid=' + repr(valid) if valid is not None else ''}; {n_nan_va} skipped "
             "for NaN): choose another fold or period"
         )

@@ -259,6 +259,66 @@ def test_train_with_a_held_out_event_records_it():
     assert md["n_samples"]["valid"] == 4 * (6 - 1) and md["n_samples"]["train"] == 4 * (6 - 1)
 
 
+def test_dihedral_elements_against_numpy():
+    """The 8 elements: numpy's rot90 / fliplr as the reference, all distinct on an
+    asymmetric field, a group (closed under composition), and the perfect coarsening
+    commutes with them on square tiles."""
+    from xsuperres.training.augment import dihedral
+
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 6, 6)).astype(np.float32)
+    outs = []
+    for k in range(8):
+        ref = np.rot90(x, k % 4, axes=(-2, -1))
+        ref = np.flip(ref, -1) if k >= 4 else ref
+        got = dihedral(torch.from_numpy(x), k).numpy()
+        np.testing.assert_array_equal(got, ref)
+        outs.append(got.tobytes())
+    assert len(set(outs)) == 8
+    for a in range(8):
+        for b in range(8):
+            ab = dihedral(dihedral(torch.from_numpy(x), b), a).numpy().tobytes()
+            assert ab in outs
+    for k in range(8):
+        coarse_then = dihedral(torch.from_numpy(block_mean(x[0], 3, 1)), k).numpy()
+        then_coarse = block_mean(dihedral(torch.from_numpy(x[0]), k).numpy(), 3, 1)
+        np.testing.assert_allclose(coarse_then, then_coarse, rtol=1e-6)
+    with pytest.raises(ValueError, match="0..7"):
+        dihedral(torch.from_numpy(x), 8)
+
+
+def test_dihedral_batch_turns_each_sample_as_a_whole():
+    from xsuperres.training.augment import dihedral, dihedral_batch
+
+    rng = np.random.default_rng(1)
+    batch = {"context": torch.from_numpy(rng.random((16, 2, 2, 2)).astype(np.float32)),
+             "target": torch.from_numpy(rng.random((16, 1, 4, 4)).astype(np.float32)),
+             "topography": torch.from_numpy(rng.random((16, 1, 4, 4)).astype(np.float32))}
+    before = {k: v.clone() for k, v in batch.items()}
+    out = dihedral_batch(batch, torch.Generator().manual_seed(3))
+    again = dihedral_batch(batch, torch.Generator().manual_seed(3))
+    ks = torch.randint(0, 8, (16,), generator=torch.Generator().manual_seed(3))
+    assert len(set(ks.tolist())) > 1
+    for i, k in enumerate(ks.tolist()):
+        for key in batch:
+            torch.testing.assert_close(out[key][i], dihedral(batch[key][i], k), rtol=0, atol=0)
+            torch.testing.assert_close(again[key][i], out[key][i], rtol=0, atol=0)
+    for key in batch:  # the input is not modified
+        torch.testing.assert_close(batch[key], before[key], rtol=0, atol=0)
+
+
+def test_train_with_augmentation_runs_and_records_it():
+    da = ramp(nt=12, ny=8, nx=8)
+    kw = dict(config=tiny_config(2, 2, 2, tile=4, cap=1e4), epochs=1, progress=False)
+    plain = train(da, 2, 2, **kw)
+    aug = train(da, 2, 2, augment=True, **kw)
+    assert aug.metadata["protocol"]["augment"] == "dihedral"
+    assert plain.metadata["protocol"]["augment"] is None
+    # the same initial weights and batches, other sample orientations: other weights
+    assert not torch.equal(aug.mean_net.stem.weight, plain.mean_net.stem.weight)
+    assert all(np.isfinite(aug.metadata["history"][s]["train"][0]) for s in ("mean", "diffusion"))
+
+
 # --------------------------------------------------------------------------- units
 @pytest.mark.parametrize("units, factor", [("mm h-1", 1.0), ("kg m-2 s-1", 1 / 3600.0), ("mm/d", 24.0),
                                            ("m h-1", 1e-3)])
@@ -472,7 +532,7 @@ def test_several_events(knmi_small):
 #: The defaults documented in train()'s docstring and docs/training.md.
 DOCUMENTED_DEFAULTS = dict(epochs=80, batch_size=12, lr=1e-4, patience=8, mc_start_epoch=20, fold=0,
                            n_folds=4, valid=None, valid_events=None, seed=0, device="auto", progress=True,
-                           checkpoint_dir=None, stage="both")
+                           checkpoint_dir=None, stage="both", augment=False)
 
 
 def test_train_options_defaults_are_train_defaults():

@@ -4,7 +4,7 @@
 
     xsuperres train INPUT.nc [INPUT2.nc ...] --S 10 --T 3 --out MODEL_DIR
         [--epochs N] [--preset tiny|standard] [--var precip] [--topography FILE]
-        [--batch-size 12] [--fold 0] [--seed 0] [--tile-size 100] ...
+        [--batch-size 12] [--fold 0] [--seed 0] [--tile-size 100] [--augment] ...
 
 Each input file is one event (samples never cross files); all must share one cadence and
 grid spacing. Without ``--topography``, a 2-D variable named ``topography`` in the first
@@ -98,6 +98,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", default=_D["device"], help=f"auto, cpu or cuda (default {_D['device']})")
     p.add_argument("--checkpoint-dir", default=_D["checkpoint_dir"], help="per-epoch checkpoints (a rerun resumes)")
     p.add_argument("--stage", choices=STAGE_CHOICES, default=_D["stage"], help="train both stages or the mean only")
+    p.add_argument("--augment", action="store_true",
+                   help="turn every training sample by a random one of the 8 rotations/reflections")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
     p.set_defaults(func=run)

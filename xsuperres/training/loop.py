@@ -63,6 +63,7 @@ from ..model import SRModel, _jsonable, _resolve_device
 from ..nn.denoiser import mean_stage, upsample_context
 from .checkpoint import (check_fingerprint, load_checkpoint, machine, optimizer_from_safe, rng_states,
                          save_checkpoint, set_rng_states)
+from .augment import dihedral_batch
 from .data import TrainingData, build_training_data
 from .options import DEFAULT, TrainOptions, combine
 
@@ -77,6 +78,7 @@ STAGES: tuple[str, ...] = ("mean", "diffusion")
 _LOADER_SEED = {"mean": 1, "diffusion": 2}
 _NOISE_SEED = 3
 _VALID_SEED = 4
+_AUGMENT_SEED = {"mean": 5, "diffusion": 6}
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,6 +265,8 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=opts.epochs)
     gens = {"loader": torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + _LOADER_SEED[stage]),
             "noise": torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + _NOISE_SEED)}
+    if opts.augment:
+        gens["augment"] = torch.Generator(device="cpu").manual_seed(opts.seed * 1000 + _AUGMENT_SEED[stage])
     hist = run.history.setdefault(stage, _empty_history())
     best_state = copy.deepcopy(net.state_dict())
     bad = 0
@@ -301,6 +305,8 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
             net.train()
             total, count = 0.0, 0
             for batch in train_loader:
+                if opts.augment:
+                    batch = dihedral_batch(batch, gens["augment"])
                 opt.zero_grad(set_to_none=True)
                 if stage == "mean":
                     loss = _mean_loss(model, batch, device, mc)
@@ -425,6 +431,8 @@ def fit(
     fingerprint = {"config": cfg.to_dict(), "normalization": norm, "n_train": len(td.train),
                    "n_valid": len(td.valid), "batch_size": opts.batch_size, "lr": opts.lr,
                    "seed": opts.seed}
+    if opts.augment:  # only when set, so that earlier checkpoints still resume
+        fingerprint["augment"] = "dihedral"
     run = _Run(model, td, dev, opts, fingerprint)
 
     checkpoint_dir = opts.checkpoint_dir
@@ -473,7 +481,8 @@ def fit(
                      "fold": opts.fold, "n_folds": opts.n_folds,
                      "valid_events": None if opts.valid_events is None else list(opts.valid_events),
                      "seed": opts.seed,
-                     "stage": opts.stage, "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
+                     "stage": opts.stage, "augment": "dihedral" if opts.augment else None,
+                     "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
                      "resumed_from": resumed_from, "mean_from_model": mean_from is not None},
@@ -505,6 +514,7 @@ def train(
     progress: bool = DEFAULT.progress,
     checkpoint_dir: str | None = DEFAULT.checkpoint_dir,
     stage: str = DEFAULT.stage,
+    augment: bool = DEFAULT.augment,
     dims: dict[str, Hashable] | None = None,
     options: TrainOptions | None = None,
 ) -> SRModel:
@@ -559,6 +569,10 @@ def train(
     stage
         ``"both"`` (default) or ``"mean"`` (train the deterministic mean only, e.g. for
         tuning ``L``; the diffusion network stays untrained).
+    augment
+        Turn every training sample of every epoch by a random one of the 8 rotations and
+        reflections (:mod:`xsuperres.training.augment`); validation samples are not
+        turned.
     dims
         Explicit dimension names (:func:`xsuperres.find_dims`).
     options

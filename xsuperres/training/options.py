@@ -108,6 +108,10 @@ class TrainOptions:
     stage
         ``"both"`` (the mean, then the residual diffusion) or ``"mean"`` (the
         deterministic mean only).
+    augment
+        Turn every training sample of every epoch by a random element of the dihedral
+        group (the 8 rotations by 90 degrees and reflections,
+        :mod:`xsuperres.training.augment`; stored as ``bool``; default ``False``).
     """
 
     epochs: int = 80
@@ -124,6 +128,7 @@ class TrainOptions:
     progress: bool = True
     checkpoint_dir: str | os.PathLike[str] | None = None
     stage: str = "both"
+    augment: bool = False
 
     def __post_init__(self) -> None:
         # imported here: the model module needs torch, this one does not
@@ -144,6 +149,7 @@ class TrainOptions:
         put("lr", lr)
         _resolve_device(self.device)  # raises a ValueError listing the valid devices
         put("progress", bool(self.progress))
+        put("augment", bool(self.augment))
         if self.checkpoint_dir is not None:
             try:
                 put("checkpoint_dir", os.fsdecode(self.checkpoint_dir))

@@ -12,6 +12,7 @@ from .config import SRConfig
 from .dims import DimensionError, find_dims
 from .downscaling import downscale, downscale_mean
 from .interpolate import interpolate
+from .peers import rainfarm
 from .model import ModelFileError, SRModel
 from .pretrained import list_models, load_model
 from .sample import list_samples, open_sample
@@ -33,6 +34,7 @@ __all__ = [
     "downscale_mean",
     "find_dims",
     "interpolate",
+    "rainfarm",
     "list_models",
     "list_samples",
     "load_model",

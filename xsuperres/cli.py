@@ -172,7 +172,7 @@ def _demo_folder(args: argparse.Namespace) -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import interpolate, load_model, open_sample
+    from . import interpolate, load_model, open_sample, rainfarm
     from .scoring import score
 
     start = time.perf_counter()
@@ -204,10 +204,19 @@ def _demo(args: argparse.Namespace) -> int:
                             seed=args.seed, device="cpu")
     ens = ens.compute()
     ens = ens.assign_coords({d: truth[d] for d in ("time", "y", "x") if d in truth.coords})
+    peer_note = None
+    try:  # the classical stochastic peer, when pysteps (the peers extra) is installed
+        farm = rainfarm(lr_blocks, S, T, args.members, seed=args.seed).compute()
+        predictions[f"RainFARM ({args.members} members)"] = farm.assign_coords(
+            {d: truth[d] for d in ("time", "y", "x") if d in truth.coords})
+    except ImportError:
+        peer_note = ('note: RainFARM skipped: it needs pysteps (pip install "xsuperres[peers]")')
     scores = {name: score(pred, truth) for name, pred in predictions.items()}
     scores[f"full model ({args.members} members)"] = score(ens, truth)
     table = format_table(scores)
     print(table)
+    if peer_note:
+        print(peer_note)
     if args.sample == "knmi" and args.model.startswith("radar-"):
         print("note: the shipped radar models were trained on crops of the same KNMI day, so this "
               "is a smoke test, not a held-out score; see the model cards.")

@@ -5,11 +5,15 @@ What it does
 ------------
 1. Opens the 5-min radar files of ``--data-dir`` (default ``../shared/data``; KNMI, two
    MeteoSwiss days and FMI), crops each to the same ``--crop`` box (default rows/cols
-   120:280, a 160 x 160 km box well inside every radar's coverage) and passes them to the
-   trainer as a *list of events* (samples never cross files).
+   120:280, a 160 x 160 km box well inside every radar's coverage; ``--crop all``: the
+   full grids) and passes them to the trainer as a *list of events* (samples never cross
+   files).
 2. Tiles every event into ``--tile-size`` HR tiles (default 40: a 4 x 4 grid, the
    preprint's layout scaled down) and holds out the Latin-square fold ``--fold`` of 4
-   (one tile per row and per column of every event) for validation.
+   (one tile per row and per column of every event) for validation; or, with
+   ``--valid-event NAME``, the whole event ``NAME`` (leave-one-event-out: the held-out
+   scores are then on a day the model never saw). ``--augment`` turns every training
+   sample by a random one of the 8 rotations/reflections.
 3. Trains the deterministic mean for ``--mean-epochs`` epochs, then the residual
    diffusion on the frozen mean for ``--diffusion-epochs`` epochs (the preprint's
    protocol: Adam, cosine annealing to 0, early stopping, best weights kept; mass
@@ -63,6 +67,8 @@ METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
 
 
 def _crop(text: str) -> slice:
+    if text == "all":  # the full grids
+        return slice(None)
     a, b = text.split(":")
     return slice(int(a), int(b))
 
@@ -73,12 +79,17 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
     p.add_argument("--files", nargs="+", default=list(FILES))
     p.add_argument("--out", default="runs/shared_10x3")
-    p.add_argument("--crop", default="120:280", help="rows and cols kept (same box for y and x)")
+    p.add_argument("--crop", default="120:280",
+                   help="rows and cols kept (same box for y and x), or 'all' for the full grids")
     p.add_argument("--S", type=int, default=10)
     p.add_argument("--T", type=int, default=3)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--tile-size", type=int, default=40)
     p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--valid-event", default=None,
+                   help="hold this event (file name without .nc) out whole instead of fold --fold "
+                        "(leave-one-event-out)")
+    p.add_argument("--augment", action="store_true", help="dihedral augmentation of training samples")
     p.add_argument("--mean-epochs", type=int, default=4)
     p.add_argument("--diffusion-epochs", type=int, default=12)
     p.add_argument("--mc-start-epoch", type=int, default=1)
@@ -112,7 +123,9 @@ def load_events(args) -> list[xr.DataArray]:
 def training_data(events: list[xr.DataArray], args: argparse.Namespace):
     """Tiles, fold ``--fold`` of 4 and samples of the run (every ``--stride``-th kept)."""
     cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
-    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed)
+    held = None if args.valid_event is None else [args.valid_event]
+    td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed,
+                             valid_events=held)
     if args.stride > 1:
         td.train.records = td.train.records[::args.stride]
         td.valid.records = td.valid.records[::args.stride]
@@ -171,7 +184,8 @@ def main(argv=None) -> int:
              len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
 
     common = dict(batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                  mc_start_epoch=args.mc_start_epoch, seed=args.seed, device=args.device, progress=False)
+                  mc_start_epoch=args.mc_start_epoch, seed=args.seed, device=args.device, progress=False,
+                  augment=args.augment)
     t0 = time.perf_counter()
     mean_model = fit(None, args.S, args.T, training_data=td, stage="mean", epochs=args.mean_epochs,
                      checkpoint_dir=str(out / "checkpoints-mean"), **common)
@@ -236,6 +250,7 @@ def main(argv=None) -> int:
         "protocol": {"mean_epochs": args.mean_epochs, "diffusion_epochs": args.diffusion_epochs,
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
+                     "valid_event": args.valid_event, "augment": args.augment,
                      "residual_scale": model.normalization.get("residual_scale")},
         "history": meta.get("history"),
         "wall_time_min": {"mean_stage": t_mean / 60, "diffusion_stage": t_diff / 60,

@@ -673,6 +673,13 @@ def test_downscale_mean_dataset_and_extra_dims(model):
     assert out.dims == ("scenario", "time", "y", "x")
     np.testing.assert_allclose(out.sel(scenario="a").values,
                                downscale_mean(lr, model, device="cpu").values, rtol=0, atol=1e-5)
-    ds = xr.Dataset({"pr": lr, "orog": lr.isel(time=0, drop=True) * 0 + 100})
-    dso = ds.stsr.downscale_mean(model, device="cpu")
-    assert set(dso.data_vars) >= {"pr"} and dso["pr"].dims == ("time", "y", "x")
+    ds = xr.Dataset({"pr": lr, "orog": lr.isel(time=0, drop=True) * 0 + 100,
+                     "tas": lr.assign_attrs(units="K")})
+    with pytest.warns(UserWarning) as record:
+        dso = ds.stsr.downscale_mean(model, device="cpu")
+    messages = [str(w.message) for w in record]
+    assert any("downscale_mean: variables ['tas'] are not precipitation" in m for m in messages)
+    assert any("downscale_mean: variables ['orog'] have some but not all" in m for m in messages)
+    assert set(dso.data_vars) == {"pr"} and dso["pr"].dims == ("time", "y", "x")
+    np.testing.assert_allclose(dso["pr"].values, downscale_mean(lr, model, device="cpu").values,
+                               rtol=0, atol=1e-5)

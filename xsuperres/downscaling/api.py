@@ -218,13 +218,19 @@ def _downscale_object(obj: xr.DataArray | xr.Dataset, dims: Optional[Mapping[str
             continue
         out_vars[name] = _downscale_dataarray(var, found, opts)
     if not out_vars:
-        raise ValueError("downscale: the Dataset has no precipitation variable (with dimensions "
+        raise ValueError(f"{_name(opts)}: the Dataset has no precipitation variable (with dimensions "
                          f"{sorted(map(str, need))} and rate units)" +
                          (": " + "; ".join(reasons) if reasons else ""))
     if skipped:
-        warnings.warn(f"downscale: variables {[str(s) for s in skipped]} are not precipitation "
+        warnings.warn(f"{_name(opts)}: variables {[str(s) for s in skipped]} are not precipitation "
                       "rates and are left out of the output", UserWarning, stacklevel=3)
     keep = {n: v for n, v in obj.data_vars.items() if not set(v.dims) & need}
+    partial = [str(n) for n, v in obj.data_vars.items()
+               if set(v.dims) & need and not need <= set(v.dims)]
+    if partial:  # e.g. a 2-D topography on the LR grid: it has no HR counterpart here
+        warnings.warn(f"{_name(opts)}: variables {partial} have some but not all of the dimensions "
+                      f"{sorted(map(str, need))} and are left out of the output (a topography is "
+                      "passed as topography=..., on the HR grid)", UserWarning, stacklevel=3)
     out = xr.Dataset({**out_vars, **keep})
     out.attrs = append_history(obj.attrs, _call_text(opts))
     for name, da in out_vars.items():
@@ -357,6 +363,11 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     out.attrs = _attrs(conv.attrs, opts)
     out.encoding = {k: v for k, v in da.encoding.items() if k in ("grid_mapping", "coordinates")}
     return _clean_grid_mapping(out)
+
+
+def _name(opts: DownscaleOptions) -> str:
+    """The public function of a call, for messages."""
+    return "downscale_mean" if opts.mean_only else "downscale"
 
 
 def _call_text(opts: DownscaleOptions) -> str:

@@ -19,7 +19,7 @@ from .grid import refine_2d_coords, refine_coordinate, refine_time
 from .nn.interp import upsample
 from .validate import check_time_coordinate, label_of, precipitation_input
 
-__all__ = ["interpolate", "hr_template_coords"]
+__all__ = ["interpolate", "hr_template_coords", "baseline_input", "on_hr_grid"]
 
 
 def _upsample_numpy(a: np.ndarray, S: int, method: str) -> np.ndarray:
@@ -67,6 +67,37 @@ def hr_template_coords(
     return coords
 
 
+def baseline_input(lr: xr.DataArray, S: int, T: int, dims: Mapping[str, Hashable] | None,
+                   hr_step: str | None):
+    """The checks and HR coordinates shared by the baselines (:func:`interpolate`,
+    :func:`xsuperres.rainfarm`): ``(lr, found dims, HR coordinates)``.
+
+    ``lr`` passes the shared input rules (units kept, not converted) and a datetime time
+    coordinate (with a cadence when ``T > 1`` and no ``hr_step``).
+    """
+    found = find_dims(lr, dims)
+    tdim = found["time"]
+    lr = precipitation_input(lr, convert=False)
+    if tdim in lr.coords:
+        check_time_coordinate(lr.coords[tdim].values, tdim, label_of(lr),
+                              need_cadence=T > 1 and hr_step is None)
+    return lr, found, hr_template_coords(lr, S, T, found, hr_step)
+
+
+def on_hr_grid(spatial: xr.DataArray, lr: xr.DataArray, T: int, found: Mapping[str, Hashable],
+               coords: Mapping[Hashable, xr.Variable], lead: tuple[str, ...] = ()) -> xr.DataArray:
+    """A baseline's spatially upsampled frames (HR axes ``__<y>_hr``, ``__<x>_hr``) on the
+    HR grid: each LR step repeated ``T`` times, the input's dimension order after ``lead``,
+    the HR coordinates, the input's grid-mapping encoding."""
+    tdim, ydim, xdim = found["time"], found["y"], found["x"]
+    spatial = spatial.drop_vars([c for c in spatial.coords if c not in spatial.dims or c == tdim])
+    repeated = spatial.isel({tdim: np.repeat(np.arange(lr.sizes[tdim]), T)})
+    out = repeated.rename({f"__{ydim}_hr": ydim, f"__{xdim}_hr": xdim}).transpose(*lead, *lr.dims)
+    out = out.drop_vars(list(out.coords)).assign_coords(coords)
+    out.encoding = {k: v for k, v in lr.encoding.items() if k == "grid_mapping"}
+    return out
+
+
 def interpolate(
     lr: xr.DataArray,
     S: int,
@@ -109,13 +140,8 @@ def interpolate(
     S, T = positive_int(S, "S"), positive_int(T, "T")
     if method not in ("bicubic", "nearest"):
         raise ValueError(f"method must be 'bicubic' or 'nearest', got {method!r}")
-    found = find_dims(lr, dims)
-    tdim, ydim, xdim = found["time"], found["y"], found["x"]
-    lr = precipitation_input(lr, convert=False)
-    if tdim in lr.coords:
-        check_time_coordinate(lr.coords[tdim].values, tdim, label_of(lr),
-                              need_cadence=T > 1 and hr_step is None)
-    coords = hr_template_coords(lr, S, T, found, hr_step)
+    lr, found, coords = baseline_input(lr, S, T, dims, hr_step)
+    ydim, xdim = found["y"], found["x"]
     yhr, xhr = f"__{ydim}_hr", f"__{xdim}_hr"
     spatial = xr.apply_ufunc(
         _upsample_numpy,
@@ -128,12 +154,8 @@ def interpolate(
         dask_gufunc_kwargs={"output_sizes": {yhr: lr.sizes[ydim] * S, xhr: lr.sizes[xdim] * S}, "allow_rechunk": True},
         keep_attrs=True,
     )
-    spatial = spatial.drop_vars([c for c in spatial.coords if c not in spatial.dims or c == tdim])
-    repeated = spatial.isel({tdim: np.repeat(np.arange(lr.sizes[tdim]), T)})
-    out = repeated.rename({yhr: ydim, xhr: xdim}).transpose(*lr.dims)
-    out = out.drop_vars(list(out.coords)).assign_coords(coords)
+    out = on_hr_grid(spatial, lr, T, found, coords)
     out.attrs = append_history(lr.attrs, f"interpolate(S={S}, T={T}, method={method!r}): baseline")
     out.attrs.pop("cell_methods", None)
     out.attrs["comment"] = f"{method} interpolation baseline; each of the T={T} HR steps repeats its LR step"
-    out.encoding = {k: v for k, v in lr.encoding.items() if k == "grid_mapping"}
     return out

@@ -32,9 +32,7 @@ import xarray as xr
 from .cf import append_history
 from .checks import positive_int
 from .checks import seed as check_seed
-from .dims import find_dims
-from .interpolate import hr_template_coords
-from .validate import check_time_coordinate, label_of, precipitation_input
+from .interpolate import baseline_input, on_hr_grid
 
 __all__ = ["rainfarm", "rainfarm_frame", "member_seed"]
 
@@ -149,15 +147,10 @@ def rainfarm(
     M = positive_int(n_members, "n_members")
     seed = check_seed(seed)
     _pysteps_rainfarm()  # fail on the call, not in a dask task
-    found = find_dims(lr, dims)
-    tdim, ydim, xdim = found["time"], found["y"], found["x"]
     if "member" in lr.dims:
         raise ValueError("the input already has a 'member' dimension; rename it first")
-    lr = precipitation_input(lr, convert=False)
-    if tdim in lr.coords:
-        check_time_coordinate(lr.coords[tdim].values, tdim, label_of(lr),
-                              need_cadence=T > 1 and hr_step is None)
-    coords = hr_template_coords(lr, S, T, found, hr_step)
+    lr, found, coords = baseline_input(lr, S, T, dims, hr_step)
+    tdim, ydim, xdim = found["time"], found["y"], found["x"]
     steps = xr.DataArray(np.arange(lr.sizes[tdim]), dims=tdim)
     if lr.chunks is not None:
         steps = steps.chunk({tdim: lr.chunksizes[tdim]})
@@ -175,10 +168,7 @@ def rainfarm(
                                              xhr: lr.sizes[xdim] * S}, "allow_rechunk": True},
         keep_attrs=True,
     )
-    spatial = spatial.drop_vars([c for c in spatial.coords if c not in spatial.dims or c == tdim])
-    repeated = spatial.isel({tdim: np.repeat(np.arange(lr.sizes[tdim]), T)})
-    out = repeated.rename({yhr: ydim, xhr: xdim}).transpose("member", *lr.dims)
-    out = out.drop_vars(list(out.coords)).assign_coords(coords)
+    out = on_hr_grid(spatial, lr, T, found, coords, lead=("member",))
     out = out.assign_coords(member=xr.Variable("member", np.arange(M), {"long_name": "ensemble member"}))
     out.attrs = append_history(lr.attrs, f"rainfarm(S={S}, T={T}, n_members={M}, seed={seed}, "
                                          f"alpha={alpha}, threshold={threshold}, "
@@ -187,5 +177,4 @@ def rainfarm(
     out.attrs.pop("cell_methods", None)
     out.attrs["comment"] = (f"RainFARM (pysteps) stochastic downscaling baseline; each of the T={T} "
                             "HR steps repeats its LR step's field")
-    out.encoding = {k: v for k, v in lr.encoding.items() if k == "grid_mapping"}
     return out

@@ -392,6 +392,10 @@ def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
     attrs = append_history(attrs, _call_text(opts))
     md = model.metadata or {}
     name = md.get("name") or Path(opts.handle.path).name
+    ensemble = not opts.mean_only
+    sampler = {"xsuperres_sampler": opts.sampler, "xsuperres_steps": int(opts.n_steps),
+               "xsuperres_eta": float(opts.eta)} if ensemble else {}
+    members = {"xsuperres_seed": opts.seed, "xsuperres_n_members": opts.n_members} if ensemble else {}
     attrs.update({
         "xsuperres_model": str(name),
         "xsuperres_model_version": str(md.get("version") or md.get("trained_at") or __version__),
@@ -399,26 +403,18 @@ def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
         "xsuperres_S": c.S,
         "xsuperres_T": c.T,
         "xsuperres_L": c.L,
-        "xsuperres_sampler": opts.sampler,
-        "xsuperres_steps": int(opts.n_steps),
-        "xsuperres_eta": float(opts.eta),
+        **sampler,
         "xsuperres_tile_size": int(opts.p * c.S),
         "xsuperres_overlap": int(opts.overlap),
-        "xsuperres_seed": opts.seed,
-        "xsuperres_n_members": opts.n_members,
+        **members,
         "xsuperres_context": (
             f"pad: the first {c.L - 1} LR step(s) were downscaled with their missing context "
             "padded by repeating the first LR frame" if opts.context == "pad" else
             f"drop: the first {c.L - 1} LR step(s) (without a full context) are not in the output"),
         "xsuperres_version": __version__,
+        "xsuperres_stage": "ensemble" if ensemble else "deterministic",
     })
-    if opts.mean_only:
-        for k in ("xsuperres_sampler", "xsuperres_steps", "xsuperres_eta", "xsuperres_seed",
-                  "xsuperres_n_members"):
-            del attrs[k]
-        attrs["xsuperres_stage"] = "deterministic"
+    if not ensemble:
         attrs["long_name"] = ("deterministic mean (U_det with mass conservation) of "
                               + str(src.get("long_name") or "precipitation"))
-    else:
-        attrs["xsuperres_stage"] = "ensemble"
     return attrs

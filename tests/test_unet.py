@@ -208,6 +208,38 @@ def test_encoded_context_gives_the_same_velocity():
     assert DiffusionUNet(L, T, attention=False).encode_context(kw["context"]) is None
 
 
+@pytest.mark.parametrize("H, W", [(40, 40), (48, 24), (8, 8), (44, 40), (5, 7), (120, 120)])
+def test_pooled_context_equals_encoder_then_adaptive_pool(H, W):
+    """ContextEncoder.pooled (the last convolution moved after the pooling when the grid
+    divides the frame) equals the plain order, conv - GN - SiLU - conv then
+    adaptive_avg_pool2d, in values and in the gradients of the input and of every weight
+    (float64: to 1e-10), including the borders (zero padding) and grids that do not
+    divide the frame (44 x 40 -> 8 x 8: the plain order is used)."""
+    from xsuperres.nn.unet import ContextEncoder
+
+    torch.manual_seed(3)
+    enc = ContextEncoder(16).double()
+    x = torch.rand(2, 3, H, W, dtype=torch.float64, requires_grad=True)
+    grid = (min(H, 8), min(W, 8))
+    got = enc.pooled(x, 8)
+    want = torch.nn.functional.adaptive_avg_pool2d(enc(x).reshape(6, 16, H, W), grid).reshape(2, 3, 16, *grid)
+    assert got.shape == want.shape == (2, 3, 16, *grid)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    weights = torch.rand_like(want)  # a loss that weights every cell differently
+    g_got = torch.autograd.grad((got * weights).sum(), [x, *enc.parameters()])
+    g_want = torch.autograd.grad((want * weights).sum(), [x, *enc.parameters()])
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_pooled_keys_check_the_grid():
+    from xsuperres.nn.attention import CrossAttention
+
+    ca = CrossAttention(16, 8, 4, pool=4)
+    with pytest.raises(ValueError, match="does not match pool=4"):
+        ca.pooled_keys(torch.rand(1, 2, 8, 8, 8), (16, 16))
+
+
 def test_seeded_construction_is_deterministic():
     L, T = 2, 2
     ctx, topo = _det_inputs(1, L, 8, 8)

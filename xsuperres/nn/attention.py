@@ -416,14 +416,39 @@ class CrossAttention(nn.Module):
             ``(k, v)``, each ``(N, heads, L h w, head_dim)`` (``h w`` pooled cells per frame).
         """
         N, L, Cc, Hc, Wc = context.shape
-        nh, d = self.heads, self.head_dim
         grid = (min(Hc, self.pool), min(Wc, self.pool))
         pooled = F.adaptive_avg_pool2d(context.reshape(N * L, Cc, Hc, Wc), grid)
-        tokens = pooled.reshape(N, L, Cc, grid[0] * grid[1]).transpose(2, 3)  # (N, L, hw, Cc)
+        return self.pooled_keys(pooled.reshape(N, L, Cc, *grid), (Hc, Wc))
+
+    def pooled_keys(
+        self, pooled: torch.Tensor, size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`encode_context` from the context already pooled to its grid of cells.
+
+        Parameters
+        ----------
+        pooled
+            ``adaptive_avg_pool2d`` of the context frames to ``min(side, pool)`` cells per
+            axis, shape ``(N, L, C_ctx, h, w)`` (several blocks can share one pooling).
+        size
+            ``(H_c, W_c)`` of the context frames before pooling (the cells' positions).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(k, v)`` as :meth:`encode_context`.
+        """
+        N, L, Cc, gh, gw = pooled.shape
+        grid = (gh, gw)
+        if grid != (min(size[0], self.pool), min(size[1], self.pool)):
+            raise ValueError(f"pooled grid {grid} does not match pool={self.pool} for frames of {size}")
+        Hc, Wc = size
+        nh, d = self.heads, self.head_dim
+        tokens = pooled.reshape(N, L, Cc, gh * gw).transpose(2, 3)  # (N, L, hw, Cc)
         wdtype = self.kv.weight.dtype
-        frame_pe = sinusoidal_features(_frame_positions(L, context.device), self.pe_dim)
+        frame_pe = sinusoidal_features(_frame_positions(L, pooled.device), self.pe_dim)
         frame_pe = self.key_frame(frame_pe.to(wdtype))  # (L, Cc)
-        cell_pe = _grid_features((Hc, Wc), grid, self.n_freq, context.device)
+        cell_pe = _grid_features((Hc, Wc), grid, self.n_freq, pooled.device)
         cell_pe = self.key_pos(cell_pe.to(wdtype))  # (hw, Cc)
         dtype = tokens.dtype
         tokens = self.norm_context(tokens) + frame_pe[:, None].to(dtype) + cell_pe.to(dtype)

@@ -397,6 +397,54 @@ class ContextEncoder(nn.Module):
         B, L, H, W = context.shape
         return self.net(context.reshape(B * L, 1, H, W)).reshape(B, L, -1, H, W)
 
+    def pooled(self, context: torch.Tensor, pool: int) -> torch.Tensor:
+        """``adaptive_avg_pool2d(forward(context), grid)``, ``grid = min(side, pool)`` per axis.
+
+        What the cross-attention blocks use of the encoded context. When the grid divides
+        the frame (a 40 px tile pooled to 8 x 8 cells of 5 x 5 px), the last convolution
+        is applied after the pooling instead of before: it is linear, so the mean over a
+        cell of a 3 x 3 convolution is the convolution's weights applied to the cell sums
+        of its input shifted by -1, 0 and +1 pixel (zero padding as in the convolution).
+        The full-resolution convolution of ``L`` frames and its gradient (a third of a
+        ``U_dif`` training step on a CPU) become a few strided sums and a small matrix
+        product; equal to the plain order to float rounding (tests). Otherwise the plain
+        order is used.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, L, C, gh, gw)``.
+        """
+        B, L, H, W = context.shape
+        gh, gw = min(H, pool), min(W, pool)
+        conv1, norm, act, conv2 = self.net
+        if H % gh or W % gw:
+            enc = self.net(context.reshape(B * L, 1, H, W))
+            return F.adaptive_avg_pool2d(enc, (gh, gw)).reshape(B, L, -1, gh, gw)
+        h = act(norm(conv1(context.reshape(B * L, 1, H, W))))
+        sx = _shifted_cell_sums(h, gw)  # (N, C, H, 3 [x shift], gw)
+        s = _shifted_cell_sums(sx.permute(0, 1, 3, 4, 2), gh)  # (N, C, 3x, gw, 3 [y], gh)
+        out = torch.einsum("ncjxiy,ocij->noyx", s, conv2.weight) / float((H // gh) * (W // gw))
+        out = out + conv2.bias[None, :, None, None]
+        return out.reshape(B, L, -1, gh, gw)
+
+
+def _shifted_cell_sums(h: torch.Tensor, cells: int) -> torch.Tensor:
+    """Sums of ``h`` over ``cells`` equal cells of its last axis, shifted by -1, 0 and +1.
+
+    Returns ``(..., 3, cells)``: index 0 sums each cell's window moved one element back,
+    1 the cell itself, 2 moved one element forward (the 3-tap kernel's indices). Outside
+    ``h`` counts as 0, the convolution's zero padding.
+    """
+    k = h.shape[-1] // cells
+    inner = h.reshape(*h.shape[:-1], cells, k).sum(-1)
+    first = h[..., ::k]  # first element of each cell
+    last = h[..., k - 1 :: k]  # last element of each cell
+    zero = torch.zeros_like(first[..., :1])
+    before = torch.cat([zero, last[..., :-1]], dim=-1)  # the element before each cell
+    after = torch.cat([first[..., 1:], zero], dim=-1)  # the element after each cell
+    return torch.stack([inner - last + before, inner, inner - first + after], dim=-2)
+
 
 @dataclass(frozen=True)
 class ContextKeys:
@@ -503,9 +551,11 @@ class DiffusionUNet(nn.Module):
         if L != self.L:
             raise ValueError(f"context must have {self.L} frames, got {L}")
         c, _ = _pad_to_multiple(context, self.preset.factor)
-        ctx = self.context_encoder(c)  # (B, L, C0, H', W')
-        enc = {k: blk.encode_context(ctx) for k, blk in self.enc_cross.items()}
-        return ContextKeys(shape=(B, L, H, W), stages=enc, mid=self.mid_cross.encode_context(ctx))
+        size = tuple(c.shape[-2:])
+        # one pooling for all cross-attention blocks (they share the preset's cross_pool)
+        pooled = self.context_encoder.pooled(c, self.preset.cross_pool)  # (B, L, C0, h, w)
+        enc = {k: blk.pooled_keys(pooled, size) for k, blk in self.enc_cross.items()}
+        return ContextKeys(shape=(B, L, H, W), stages=enc, mid=self.mid_cross.pooled_keys(pooled, size))
 
     def forward(
         self,

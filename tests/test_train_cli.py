@@ -103,7 +103,7 @@ def test_cli_flags_make_one_train_options(small_file, tmp_path, monkeypatch):
         epochs=1, batch_size=8, lr=0.002, patience=4, mc_start_epoch=3, fold=1, n_folds=2,
         valid=slice("2022-10-18T06:00", None), seed=5, device="cpu", progress=False,
         checkpoint_dir=str(ck), stage="mean")
-    assert set(seen) == {"topography", "config", "options"}
+    assert set(seen) == {"topography", "config", "options", "init"} and seen["init"] is None
     seen.clear()
     with pytest.raises(_Called):  # event hold-out: file numbers or event names
         main(["train", str(path), str(path), "--out", str(tmp_path / "m2"), *ARGS,

@@ -21,6 +21,8 @@ Modules
     :func:`fit`, the command line and :mod:`xsuperres.tune`).
 :mod:`~xsuperres.training.loop`
     The two-stage training loop, :func:`train`.
+:mod:`~xsuperres.training.warmstart`
+    Warm starts from a trained model (``train(..., init=model)``, fine-tuning).
 :mod:`~xsuperres.training.cli`
     The ``xsuperres train`` sub-command.
 """

@@ -76,7 +76,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-topography", action="store_true", help="train without topography (zeros)")
     p.add_argument("--epochs", type=int, default=_D["epochs"],
                    help=f"maximum epochs per stage (default {_D['epochs']})")
-    p.add_argument("--preset", default="tiny", help="U-Net size: tiny or standard (default tiny)")
+    p.add_argument("--preset", default=None, help="U-Net size: tiny or standard (default tiny)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="warm start (fine-tuning) from this model: a pretrained model's name (e.g. "
+                        "radar-s10-t3) or a saved-model folder; its architecture and scaling are kept")
     p.add_argument("--L", type=int, default=None, help="context length (default: the recipe's)")
     p.add_argument("--tile-size", type=int, default=None, help="HR tile side in pixels (default: the recipe's, ~100)")
     p.add_argument("--batch-size", type=int, default=_D["batch_size"],
@@ -197,14 +200,24 @@ def _run(args: argparse.Namespace) -> int:
                 name = topo[0].name if isinstance(topo, list) else topo.name
                 print(f"using the topography variable {name!r} of the input file(s) "
                       "(--no-topography to switch off)", file=sys.stderr)
-    overrides: dict[str, Any] = {"preset": args.preset}
-    if args.L is not None:
-        overrides["L"] = args.L
-    if args.tile_size is not None:
-        overrides["tile_size"] = args.tile_size
-    config = SRConfig.recipe(args.S, args.T, **overrides)
+    init = config = None
+    if args.init is not None:
+        if args.preset is not None or args.L is not None:
+            raise CLIError("--preset and --L come from the --init model; leave them out")
+        from .warmstart import resolve_init, warm_start_config
+
+        init = resolve_init(args.init)
+        if args.tile_size is not None:
+            config = warm_start_config(init, args.S, args.T, None).replace(tile_size=args.tile_size)
+    else:
+        overrides: dict[str, Any] = {"preset": args.preset or "tiny"}
+        if args.L is not None:
+            overrides["L"] = args.L
+        if args.tile_size is not None:
+            overrides["tile_size"] = args.tile_size
+        config = SRConfig.recipe(args.S, args.T, **overrides)
     model = train(events if len(events) > 1 else events[0], args.S, args.T, topography=topo,
-                  config=config, options=options)
+                  config=config, options=options, init=init)
     out = model.save(args.out)
     hist = model.history or {}
     meta = model.metadata

@@ -33,7 +33,8 @@ import xarray as xr
 from ..config import SRConfig
 from ..model import normalize_topography
 from .inputs import PreparedData, prepare_events
-from .normalization import CapFit, fit_cap, topography_range
+from .normalization import CapFit, fit_cap
+from .normalization import topography_range as fit_topography_range
 from .samples import SampleDataset, coarsen_numpy
 from .split import Split, split_samples
 
@@ -62,6 +63,8 @@ class TrainingData:
         The datasets (normalized tensors).
     clipped_fraction
         Fraction of the valid training-target values above the cap (clipped).
+    topography_fitted
+        ``topo_range`` was fitted on the training tiles (``False``: given by the caller).
     """
 
     config: SRConfig
@@ -72,6 +75,7 @@ class TrainingData:
     train: SampleDataset
     valid: SampleDataset
     clipped_fraction: float
+    topography_fitted: bool = True
 
     @property
     def normalization(self) -> dict[str, Any]:
@@ -99,7 +103,8 @@ class TrainingData:
                     "clipped_fraction": self.clipped_fraction},
             "topography": ("none: the topography input is zeros" if self.topo_range is None
                            else {"min_m": self.topo_range[0], "max_m": self.topo_range[1],
-                                 "scaling": "min-max over the training tiles"}),
+                                 "scaling": "min-max over the training tiles" if self.topography_fitted
+                                 else "min-max over a given range (warm start)"}),
         }
 
 
@@ -156,6 +161,7 @@ def build_training_data(
     seed: int = 0,
     valid_events: Sequence[int | str] | None = None,
     dims: dict[str, Hashable] | None = None,
+    topography_range: tuple[float, float] | None = None,
 ) -> TrainingData:
     """Prepare, split and normalize the training data (see the module notes).
 
@@ -170,6 +176,10 @@ def build_training_data(
         :func:`~xsuperres.training.split.split_samples`).
     dims
         Explicit dimension names (:func:`xsuperres.find_dims`).
+    topography_range
+        ``(min, max)`` altitude (m) of the topography scaling instead of the training
+        tiles' range (a warm start keeps its model's scaling,
+        :mod:`~xsuperres.training.warmstart`).
 
     Returns
     -------
@@ -211,7 +221,7 @@ def build_training_data(
                         f"{tiles[k].col}); crop the data to where topography is defined or fill it"
                     )
             fields += [ev.topography[tiles[k].yslice, tiles[k].xslice] for k in tr]
-        topo_range = topography_range(fields)
+        topo_range = fit_topography_range(fields) if topography_range is None else topography_range
 
     hr_n, lr_n, topo_n = [], [], []
     for ev, tiles in zip(data.events, split.tiles):
@@ -230,4 +240,5 @@ def build_training_data(
     tiles = split.tiles
     train = SampleDataset(hr_n, lr_n, topo_n, tiles, split.train_records, cfg.S, cfg.T, cfg.L)
     valid_ds = SampleDataset(hr_n, lr_n, topo_n, tiles, split.valid_records, cfg.S, cfg.T, cfg.L)
-    return TrainingData(cfg, data, split, cap_fit, topo_range, train, valid_ds, clipped)
+    return TrainingData(cfg, data, split, cap_fit, topo_range, train, valid_ds, clipped,
+                        topography_fitted=topography_range is None)

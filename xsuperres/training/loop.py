@@ -66,6 +66,7 @@ from .checkpoint import (check_fingerprint, load_checkpoint, machine, optimizer_
 from .augment import dihedral_batch
 from .data import TrainingData, build_training_data
 from .options import DEFAULT, TrainOptions, combine
+from .warmstart import init_topography_range, resolve_init, warm_start_config, weights_digest
 
 __all__ = ["train", "fit", "STAGES"]
 
@@ -387,6 +388,7 @@ def fit(
     first_block: int | None = None,
     mean_from: SRModel | None = None,
     training_data: TrainingData | None = None,
+    init: SRModel | str | None = None,
     **overrides: Any,
 ) -> SRModel:
     """:func:`train` with the extra options used by :mod:`xsuperres.tune`.
@@ -419,10 +421,16 @@ def fit(
     t_start = time.perf_counter()
     dev = _resolve_device(opts.device)
     td = training_data
+    if init is not None:
+        init = resolve_init(init)
+        if mean_from is not None:
+            raise ValueError("give init (warm start of both networks) or mean_from, not both")
+        config = warm_start_config(init, S, T, config)
     if td is None:
         td = build_training_data(hr, S, T, topography=topography, config=config, fold=opts.fold,
                                  n_folds=opts.n_folds, valid=opts.valid, first_block=first_block,
-                                 seed=opts.seed, dims=dims, valid_events=opts.valid_events)
+                                 seed=opts.seed, dims=dims, valid_events=opts.valid_events,
+                                 topography_range=None if init is None else init_topography_range(init))
     cfg = td.config
     norm = td.normalization
     if mean_from is not None:
@@ -435,6 +443,12 @@ def fit(
                    "seed": opts.seed}
     if opts.augment:  # only when set, so that earlier checkpoints still resume
         fingerprint["augment"] = "dihedral"
+    init_digest = None
+    if init is not None:
+        init_digest = weights_digest(init)
+        fingerprint["init"] = init_digest
+        model.load_state_dict({k: v.to(dev) for k, v in init.state_dict().items()})
+        log.info("warm start from a model with weights %s", init_digest[:12])
     run = _Run(model, td, dev, opts, fingerprint)
 
     checkpoint_dir = opts.checkpoint_dir
@@ -487,7 +501,11 @@ def fit(
                      "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
-                     "resumed_from": resumed_from, "mean_from_model": mean_from is not None},
+                     "resumed_from": resumed_from, "mean_from_model": mean_from is not None,
+                     "init": None if init is None else {
+                         "weights_sha256": init_digest, "config": init.config.to_dict(),
+                         "trained_on": [e.get("name") for e in
+                                        (init.metadata or {}).get("data", {}).get("events", [])]}},
         "machine": machine(dev),
         "torch_version": torch.__version__,
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -519,6 +537,7 @@ def train(
     augment: bool = DEFAULT.augment,
     dims: dict[str, Hashable] | None = None,
     options: TrainOptions | None = None,
+    init: SRModel | str | None = None,
 ) -> SRModel:
     """Train an :class:`~xsuperres.model.SRModel` for the factors ``(S, T)``.
 
@@ -584,6 +603,13 @@ def train(
         ``train(hr, S, T, options=opts, lr=1e-3)`` is
         ``train(hr, S, T, options=dataclasses.replace(opts, lr=1e-3))``; keywords left
         out never do. ``None``: ``TrainOptions()``.
+    init
+        Warm start (fine-tuning): both networks start from the weights of this trained
+        model (an :class:`~xsuperres.model.SRModel`, a saved-model folder or a
+        pretrained model's name such as ``"radar-s10-t3"``) instead of a random
+        initialisation, with its architecture, cap and topography scaling; ``config``
+        defaults to ``init.config`` (the cadence taken from the data). See
+        :mod:`xsuperres.training.warmstart`.
 
     Returns
     -------
@@ -604,7 +630,8 @@ def train(
         :class:`~xsuperres.training.options.TrainOptions`), or a checkpoint of a
         different run in ``checkpoint_dir``.
     TypeError
-        ``options`` is not a :class:`~xsuperres.training.options.TrainOptions`.
+        ``options`` is not a :class:`~xsuperres.training.options.TrainOptions`, or
+        ``init`` is not a model, folder or name.
 
     Examples
     --------
@@ -615,5 +642,5 @@ def train(
     >>> opts = xs.training.TrainOptions(epochs=2, batch_size=8)  # doctest: +SKIP
     >>> model = xs.train(da, S=4, T=2, options=opts, seed=1)  # doctest: +SKIP
     """
-    return fit(hr, S, T, topography=topography, config=config, dims=dims,
+    return fit(hr, S, T, topography=topography, config=config, dims=dims, init=init,
                options=combine(options, locals()))

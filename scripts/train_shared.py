@@ -25,6 +25,9 @@ What it does
 4. Evaluates on the validation samples (validation tiles of every event): bicubic
    interpolation of the tile's last LR frame (``xsuperres.nn.baselines.bicubic_baseline``),
    nearest neighbour (``nearest_baseline``: every HR frame of the block is the LR frame),
+   RainFARM (pysteps, ``--members`` members; the event's whole LR frame downscaled, then
+   the tile cut out; ``--no-rainfarm`` skips it), the EDSR baseline trained on the same
+   samples with the mean stage's protocol (``--edsr-epochs N``; 0, the default, skips it),
    the deterministic-only model (``SRModel.predict_mean``) and the full model
    (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``), with
    CRPS, PITD, pe99 and LSD of :mod:`xsuperres.metrics` on the uncapped truth in mm/h.
@@ -58,12 +61,14 @@ import xsuperres.metrics as xm
 from xsuperres.config import SRConfig
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
+from xsuperres.training.edsr import train_edsr
 from xsuperres.training.loop import fit
-from xsuperres.training.samples import coarsen_numpy
+
+sys.path.insert(0, str(Path(__file__).parent))
+from heldout import rainfarm_members, scores, table, validation_arrays  # noqa: E402
 
 FILES = ("knmi_2010-08-26_5min.nc", "mch_20160711_5min.nc", "mch_20170131_5min.nc",
          "fmi_2016-09-28_5min.nc")
-METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
 
 
 def _crop(text: str) -> slice:
@@ -104,6 +109,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--max-eval", type=int, default=0, help="evaluate at most this many validation samples (0: all)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: tiny networks gain little from more, and shared CPUs suffer)")
+    p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
+    p.add_argument("--edsr-epochs", type=int, default=0,
+                   help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     return p.parse_args(argv)
@@ -137,34 +145,6 @@ def eval_subset(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
-def validation_arrays(td):
-    """Raw (uncapped, mm/h) LR contexts and HR truths of every validation sample."""
-    S, T, L = td.config.S, td.config.T, td.config.L
-    lr_raw = [coarsen_numpy(ev.hr[: (ev.hr.shape[0] // T) * T], S, T) for ev in td.data.events]
-    ctx, truth, where = [], [], []
-    for e, k, t in td.valid.records:
-        e, k, t = int(e), int(k), int(t)
-        tile = td.split.tiles[e][k]
-        ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
-        xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
-        ctx.append(lr_raw[e][t - L + 1: t + 1, ys, xs])
-        truth.append(td.data.events[e].hr[t * T:(t + 1) * T, tile.yslice, tile.xslice])
-        where.append((td.data.events[e].name, tile.row, tile.col, t))
-    return np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where
-
-
-def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """pred (N, M, T, H, W), truth (N, T, H, W): frames of all samples pooled."""
-    N, M, T, H, W = pred.shape
-    p = pred.transpose(1, 0, 2, 3, 4).reshape(M, N * T, H, W)
-    t = truth.reshape(N * T, H, W)
-    out = {m: float(getattr(xm, m)(p, t)) for m in METRICS}
-    # PIT histogram shape: share of the outer deciles (0.2 if calibrated)
-    u = xm.pit_values(p, t)
-    out["pit_outer_fraction"] = float(np.mean((u < 0.1) | (u > 0.9)))
-    return out
-
-
 def main(argv=None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
@@ -196,12 +176,19 @@ def main(argv=None) -> int:
     t_diff = time.perf_counter() - t0
     model.save(out / "model")
     log.info("training done: mean %.1f min, diffusion %.1f min", t_mean / 60, t_diff / 60)
+    edsr = None
+    if args.edsr_epochs:
+        t0 = time.perf_counter()
+        edsr = train_edsr(None, args.S, args.T, training_data=td, epochs=args.edsr_epochs, **common)
+        log.info("EDSR trained in %.1f min: valid losses %s", (time.perf_counter() - t0) / 60,
+                 [round(v, 6) for v in edsr.history["mean"]["valid"]])
 
     # ------------------------------------------------------------------ evaluation
     ctx, truth, where = validation_arrays(td)
+    records = td.valid.records
     if args.max_eval and len(ctx) > args.max_eval:
         idx = eval_subset(len(ctx), args.max_eval)
-        ctx, truth, where = ctx[idx], truth[idx], [where[i] for i in idx]
+        ctx, truth, where, records = ctx[idx], truth[idx], [where[i] for i in idx], records[idx]
     log.info("evaluating on %d validation samples (%d HR frames of %d x %d)", len(ctx),
              truth.shape[0] * truth.shape[1], truth.shape[2], truth.shape[3])
     results: dict[str, dict[str, float]] = {}
@@ -212,6 +199,13 @@ def main(argv=None) -> int:
     timing["bicubic"] = time.perf_counter() - t0
     near = nearest_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
     results["nearest"] = scores(near[:, None], truth)
+    if not args.no_rainfarm:
+        t0 = time.perf_counter()
+        rf = rainfarm_members(td, args.members, args.seed, records=records)
+        results[f"RainFARM ({args.members} members, whole LR frames)"] = scores(rf, truth)
+        timing["rainfarm"] = time.perf_counter() - t0
+    if edsr is not None:
+        results[f"EDSR ({args.edsr_epochs} epochs)"] = scores(edsr.predict_mean(ctx, device=args.device)[:, None], truth)
     t0 = time.perf_counter()
     det = model.predict_mean(ctx, device=args.device)
     results["deterministic (U_det + MC)"] = scores(det[:, None], truth)
@@ -230,13 +224,8 @@ def main(argv=None) -> int:
         timing[name] = time.perf_counter() - t0
         log.info("%s done in %.1f min", name, timing[name] / 60)
 
-    cols = ("crps", "pitd", "pe99", "lsd", "mae", "pit_outer_fraction")
-    width = max(len(n) for n in results) + 2
-    lines = [f"{'method':<{width}}" + "".join(f"{c:>20}" for c in cols)]
-    for name, r in results.items():
-        lines.append(f"{name:<{width}}" + "".join(f"{r[c]:>20.4f}" for c in cols))
-    table = "\n".join(lines)
-    print(table, flush=True)
+    text = table(results, cols=("crps", "pitd", "pe99", "lsd", "mae", "pit_outer_fraction"), width=20)
+    print(text, flush=True)
 
     meta = model.metadata
     doc = {
@@ -251,6 +240,7 @@ def main(argv=None) -> int:
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
                      "valid_event": args.valid_event, "augment": args.augment,
+                     "edsr": None if edsr is None else edsr.metadata,
                      "residual_scale": model.normalization.get("residual_scale")},
         "history": meta.get("history"),
         "wall_time_min": {"mean_stage": t_mean / 60, "diffusion_stage": t_diff / 60,
@@ -261,7 +251,7 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "device": str(model.device)},
         "metrics_units": "crps, pe99, mae in mm/h; pitd, lsd unitless; lower is better",
         "results": results,
-        "table": table,
+        "table": text,
     }
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     log.info("wrote %s (total %.1f min)", out / "results.json", (time.perf_counter() - t_all) / 60)

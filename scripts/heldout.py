@@ -1,0 +1,88 @@
+"""Scoring on held-out samples, shared by the training and evaluation scripts.
+
+Not part of the package. ``validation_arrays`` turns the validation records of a
+:class:`~xsuperres.training.data.TrainingData` into raw (uncapped, mm/h) LR contexts and
+HR truths; ``rainfarm_members`` gives RainFARM's members for the same samples (the whole
+LR frame of the event downscaled, then the tile cut out: a spectral method needs a
+field, not a 4 x 4 tile); ``scores`` pools the frames of all samples into the metrics of
+:mod:`xsuperres.metrics`; ``table`` formats the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import xsuperres.metrics as xm
+from xsuperres.training.samples import coarsen_numpy
+
+METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
+
+
+def lr_fields(td) -> list[np.ndarray]:
+    """Raw (uncapped, mm/h) perfect coarsening of every event, ``(blocks, h, w)`` each."""
+    S, T = td.config.S, td.config.T
+    return [coarsen_numpy(ev.hr[: (ev.hr.shape[0] // T) * T], S, T) for ev in td.data.events]
+
+
+def validation_arrays(td):
+    """Raw LR contexts ``(N, L, h, w)``, HR truths ``(N, T, H, W)`` and sample labels."""
+    S, T, L = td.config.S, td.config.T, td.config.L
+    lr_raw = lr_fields(td)
+    ctx, truth, where = [], [], []
+    for e, k, t in td.valid.records:
+        e, k, t = int(e), int(k), int(t)
+        tile = td.split.tiles[e][k]
+        ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
+        xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
+        ctx.append(lr_raw[e][t - L + 1: t + 1, ys, xs])
+        truth.append(td.data.events[e].hr[t * T:(t + 1) * T, tile.yslice, tile.xslice])
+        where.append((td.data.events[e].name, tile.row, tile.col, t))
+    return np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where
+
+
+def rainfarm_members(td, members: int, seed: int, records=None) -> np.ndarray:
+    """RainFARM members of the validation samples, ``(N, members, T, H, W)`` in mm/h.
+
+    Member ``m`` of LR step ``t`` of event ``e`` downscales the event's whole LR frame
+    ``t`` (seed :func:`xsuperres.peers.member_seed`, as ``xsuperres.rainfarm``), the tile
+    is cut out of it and repeated over the block's ``T`` HR frames (RainFARM is applied
+    per LR frame). ``records``: a subset of ``td.valid.records`` (default all).
+    """
+    from xsuperres.peers import member_seed, rainfarm_frame
+
+    S, T = td.config.S, td.config.T
+    lr_raw = lr_fields(td)
+    cache: dict[tuple[int, int, int], np.ndarray] = {}
+    out = []
+    for e, k, t in (td.valid.records if records is None else records):
+        e, k, t = int(e), int(k), int(t)
+        tile = td.split.tiles[e][k]
+        ens = []
+        for m in range(members):
+            key = (e, t, m)
+            if key not in cache:
+                cache[key] = rainfarm_frame(lr_raw[e][t], S, member_seed(seed, m, t))
+            ens.append(np.repeat(cache[key][None, tile.yslice, tile.xslice], T, axis=0))
+        out.append(np.stack(ens))
+    return np.stack(out)
+
+
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """pred ``(N, M, T, H, W)``, truth ``(N, T, H, W)``: frames of all samples pooled."""
+    N, M, T, H, W = pred.shape
+    p = pred.transpose(1, 0, 2, 3, 4).reshape(M, N * T, H, W)
+    t = truth.reshape(N * T, H, W)
+    out = {m: float(getattr(xm, m)(p, t)) for m in METRICS}
+    # PIT histogram shape: share of the outer deciles (0.2 if calibrated)
+    u = xm.pit_values(p, t)
+    out["pit_outer_fraction"] = float(np.mean((u < 0.1) | (u > 0.9)))
+    return out
+
+
+def table(results: dict[str, dict[str, float]], cols=METRICS, width: int = 10) -> str:
+    """A fixed-width text table, one row per method."""
+    name_w = max(len(n) for n in results) + 2
+    lines = [f"{'method':<{name_w}}" + "".join(f"{c:>{width}}" for c in cols)]
+    for name, r in results.items():
+        lines.append(f"{name:<{name_w}}" + "".join(f"{r[c]:>{width}.4f}" for c in cols))
+    return "\n".join(lines)

@@ -54,6 +54,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import torch
 import xarray as xr
 
@@ -109,6 +110,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--max-eval", type=int, default=0, help="evaluate at most this many validation samples (0: all)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: tiny networks gain little from more, and shared CPUs suffer)")
+    p.add_argument("--cap-quantile", type=float, default=None,
+                   help="quantile of the fitted gamma used as the cap (default: the preprint's 0.995)")
     p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
     p.add_argument("--edsr-epochs", type=int, default=0,
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
@@ -134,6 +137,14 @@ def training_data(events: list[xr.DataArray], args: argparse.Namespace):
     held = None if args.valid_event is None else [args.valid_event]
     td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed,
                              valid_events=held)
+    if args.cap_quantile is not None:
+        # the same gamma fit (same wet training values), another quantile as the cap
+        fit = td.cap_fit
+        if fit is None or fit.method != "gamma":
+            raise SystemExit("--cap-quantile needs a gamma-fitted cap")
+        cap = float(scipy.stats.gamma.ppf(args.cap_quantile, fit.shape, scale=fit.scale))
+        td = build_training_data(events, args.S, args.T, config=cfg.replace(cap=cap), fold=args.fold,
+                                 n_folds=4, seed=args.seed, valid_events=held)
     if args.stride > 1:
         td.train.records = td.train.records[::args.stride]
         td.valid.records = td.valid.records[::args.stride]
@@ -240,6 +251,7 @@ def main(argv=None) -> int:
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
                      "valid_event": args.valid_event, "augment": args.augment,
+                     "cap_quantile": args.cap_quantile or 0.995, "cap_mm_h": td.config.cap,
                      "edsr": None if edsr is None else edsr.metadata,
                      "residual_scale": model.normalization.get("residual_scale")},
         "history": meta.get("history"),

@@ -86,3 +86,65 @@ def table(results: dict[str, dict[str, float]], cols=METRICS, width: int = 10) -
     for name, r in results.items():
         lines.append(f"{name:<{name_w}}" + "".join(f"{r[c]:>{width}.4f}" for c in cols))
     return "\n".join(lines)
+
+
+def wettest_box(hr, S: int, T: int, L: int, box: int):
+    """``(time slice, y slice, x slice)`` of the HR data around the wettest LR block.
+
+    The block (LR step ``t >= L - 1``, so that it has its whole context) with the largest
+    ``box x box`` HR-pixel total; the time slice covers its ``L`` context blocks.
+    """
+    v = np.nan_to_num(hr.values)
+    nt, ny, nx = v.shape[0] // T * T, v.shape[1] // S * S, v.shape[2] // S * S
+    lr = coarsen_numpy(v[:nt, :ny, :nx], S, T)  # (n, h, w)
+    box = min(box, ny, nx) // S * S
+    k = box // S
+    n, h, w = lr.shape
+    best, arg = -1.0, None
+    csum = np.pad(lr, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    for t in range(L - 1, n):
+        tot = csum[t, k:, k:] - csum[t, :-k, k:] - csum[t, k:, :-k] + csum[t, :-k, :-k]
+        i, j = np.unravel_index(np.argmax(tot), tot.shape)
+        if tot[i, j] > best:
+            best, arg = float(tot[i, j]), (t, i, j)
+    t, i, j = arg
+    return (slice((t - L + 1) * T, (t + 1) * T), slice(i * S, i * S + box), slice(j * S, j * S + box))
+
+
+def heldout_figure(model, hr, path, *, box: int = 120, seed: int = 0, title: str | None = None,
+                   rainfarm: bool = True) -> dict:
+    """Truth, bicubic, RainFARM and two members of ``model`` for the wettest block of ``hr``.
+
+    ``hr`` (time, y, x, mm/h) is a held-out event; the box of ``box`` HR pixels around its
+    wettest LR block is coarsened (perfect coarsening), downscaled through the public
+    xarray API (``stsr.downscale``, ``interpolate``, ``rainfarm``: the tiles and blending
+    a user gets) and the block's ``T`` HR frames are drawn, one row each. Returns what was
+    drawn (time labels, box).
+    """
+    import xsuperres as xs
+    from xsuperres.plot import plot_panels
+
+    c = model.config
+    ts, ys, xsl = wettest_box(hr, c.S, c.T, c.L, box)
+    truth = hr.isel(time=ts, y=ys, x=xsl)
+    lr = truth.stsr.coarsen_perfect(c.S, c.T)
+    ens = lr.stsr.downscale(model, n_members=2, seed=seed, context="drop", device="cpu").compute()
+    fields = {"truth": truth.isel(time=slice(-c.T, None)),
+              "bicubic": xs.interpolate(lr, c.S, c.T, "bicubic").isel(time=slice(-c.T, None))}
+    if rainfarm:
+        try:
+            # on the whole event's LR frames (a spectral method needs the field), then the box
+            ny, nx = hr.sizes["y"] // c.S * c.S, hr.sizes["x"] // c.S * c.S
+            whole = hr.isel(time=ts, y=slice(0, ny), x=slice(0, nx)).fillna(0.0)
+            farm = xs.rainfarm(whole.stsr.coarsen_perfect(c.S, c.T).isel(time=slice(-2, None)), c.S,
+                               c.T, n_members=1, seed=seed)
+            fields["RainFARM (whole field)"] = farm.isel(member=0, time=slice(-c.T, None), y=ys,
+                                                         x=xsl).compute()
+        except ImportError:
+            pass
+    fields["member 1"] = ens.isel(member=0)
+    fields["member 2"] = ens.isel(member=1)
+    times = truth.time.values[-c.T:]
+    plot_panels(fields, times=times, path=path, title=title)
+    return {"times": [str(t)[:16] for t in times], "box_y": [int(ys.start), int(ys.stop)],
+            "box_x": [int(xsl.start), int(xsl.stop)]}

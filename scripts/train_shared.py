@@ -34,7 +34,9 @@ What it does
    LR inputs are the perfect coarsening of the *raw* HR data (the model caps them itself).
    No topography exists for these files: the topography input is zeros.
 5. Prints a table and writes ``OUT/results.json`` (numbers, settings, wall times, machine)
-   and the model to ``OUT/model``.
+   and the model to ``OUT/model``; with ``--valid-event``, ``OUT/heldout.png``: truth,
+   bicubic, RainFARM and two members for the wettest block of the left-out event
+   (``heldout.heldout_figure``).
 
 The defaults are those of the run reported in docs/training.md (32 min on 2 AMD EPYC
 cores, one torch thread). Run::
@@ -66,7 +68,7 @@ from xsuperres.training.edsr import train_edsr
 from xsuperres.training.loop import fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout import rainfarm_members, scores, table, validation_arrays  # noqa: E402
+from heldout import heldout_figure, rainfarm_members, scores, table, validation_arrays  # noqa: E402
 
 FILES = ("knmi_2010-08-26_5min.nc", "mch_20160711_5min.nc", "mch_20170131_5min.nc",
          "fmi_2016-09-28_5min.nc")
@@ -265,6 +267,11 @@ def main(argv=None) -> int:
         "results": results,
         "table": text,
     }
+    if args.valid_event is not None:
+        held = next(da for da in events if da.name == args.valid_event)
+        doc["figure"] = heldout_figure(model, held, out / "heldout.png", seed=args.seed,
+                                       title=f"{args.valid_event} (left out), (S, T) = ({args.S}, {args.T})",
+                                       rainfarm=not args.no_rainfarm)
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     log.info("wrote %s (total %.1f min)", out / "results.json", (time.perf_counter() - t_all) / 60)
     return 0

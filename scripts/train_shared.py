@@ -114,6 +114,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="torch threads (1: tiny networks gain little from more, and shared CPUs suffer)")
     p.add_argument("--cap-quantile", type=float, default=None,
                    help="quantile of the fitted gamma used as the cap (default: the preprint's 0.995)")
+    p.add_argument("--no-clip", action="store_true",
+                   help="SRConfig(clip=False): the cap only scales, nothing is clipped")
+    p.add_argument("--no-attention", action="store_true", help="ablation: no attention blocks")
+    p.add_argument("--no-mc", action="store_true", help="ablation: no mass conservation")
     p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
     p.add_argument("--edsr-epochs", type=int, default=0,
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
@@ -135,7 +139,9 @@ def load_events(args) -> list[xr.DataArray]:
 
 def training_data(events: list[xr.DataArray], args: argparse.Namespace):
     """Tiles, fold ``--fold`` of 4 and samples of the run (every ``--stride``-th kept)."""
-    cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size)
+    cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size,
+                          clip=not args.no_clip, attention=not args.no_attention,
+                          mass_conservation=None if args.no_mc else "tile")
     held = None if args.valid_event is None else [args.valid_event]
     td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed,
                              valid_events=held)

@@ -163,6 +163,44 @@ def test_normalization_functions():
         normalize_precip(x, 0.0)
 
 
+def test_normalization_without_clip():
+    x = np.array([-1.0, 0.0, 11.0, 80.0, np.nan])
+    n = normalize_precip(x, CAP, clip=False)
+    np.testing.assert_allclose(n[:4], [0.0, 0.0, 11.0 / 55.0, 80.0 / 55.0])
+    np.testing.assert_allclose(normalize_precip(torch.tensor(x[:4]), CAP, clip=False).numpy(), n[:4])
+    with pytest.raises(ValueError, match="clip must be True or False"):
+        SRConfig.recipe(1, 3, clip="no")
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_a_heavy_cell_reaches_the_network_only_without_clip(clip):
+    """An 80 mm/h cell (15-min block, S = 1) with a 7.6 mm/h cap: only with clip=False
+    does the network's input carry the cell's intensity (80 / cap) instead of the cap (1).
+    Mass conservation per block uses the unclipped LR value either way: every block whose
+    network output is not all zero (the zero-denominator caveat of xsuperres.nn.mass, with
+    this untrained network) has the LR value as its mean."""
+    m = make_model(1, 3, mass_conservation="block", threshold=0.0, clip=clip)
+    m.normalization["cap"] = 7.6
+    L = m.config.L
+    lr = np.full((1, L, 8, 8), 0.5, np.float32)
+    lr[0, :, 3, 4] = 80.0
+    seen = {}
+    def grab(mod, args):
+        seen["x"] = args[0].detach().clone()  # BI(x_n(L)), the identity at S = 1
+
+    hook = m.mean_net.register_forward_pre_hook(grab)
+    try:
+        out = m.predict_mean(lr, device="cpu")[0]  # (T, 8, 8)
+    finally:
+        hook.remove()
+    means = out.mean(axis=0)
+    kept = means > 0
+    assert kept.sum() >= 32
+    np.testing.assert_allclose(means[kept], lr[0, -1][kept], rtol=0, atol=1e-4)
+    want = 80.0 / 7.6 if not clip else 1.0
+    assert float(seen["x"][0, -1, 3, 4]) == pytest.approx(want, rel=1e-5)
+
+
 # --------------------------------------------------------------------------- predict
 @pytest.mark.parametrize("S, T", [(1, 3), (10, 1), (10, 3), (25, 6), (2, 2), (5, 4)])
 def test_predict_shapes_nonnegative(S, T):

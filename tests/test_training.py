@@ -405,6 +405,13 @@ def test_normalization_round_trip_and_training_arrays(radolan_small):
     # a cap fixed by the config is used as is
     fixed = build_training_data(precip, 4, 2, topography=topo, config=tiny_config(cap=2.5), n_folds=2)
     assert fixed.config.cap == 2.5 and fixed.cap_fit is None
+    # clip=False: the cap is only a scale; targets and contexts keep what lies above it
+    free = build_training_data(precip, 4, 2, topography=topo, config=tiny_config(cap=2.5, clip=False),
+                               n_folds=2)
+    np.testing.assert_allclose(free.train.hr[0], np.maximum(precip.values, 0) / 2.5, rtol=1e-6)
+    assert free.train.hr[0].max() == pytest.approx(float(precip.max()) / 2.5, rel=1e-6)
+    assert float(precip.max()) / 2.5 > 1.0
+    np.testing.assert_allclose(free.train.lr[0], block_mean(precip.values, 4, 2) / 2.5, rtol=1e-5, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -629,3 +636,17 @@ def test_keywords_and_options_give_the_same_training(knmi_small):
         for k in ref:
             torch.testing.assert_close(sd[k], ref[k], rtol=0, atol=0)
     assert by_kw.metadata["protocol"]["lr"] == 1e-3 and by_kw.metadata["protocol"]["seed"] == 2
+
+
+def test_fingerprint_of_a_config_without_a_later_field_still_matches():
+    """A checkpoint written before SRConfig had ``clip`` resumes when the run uses the
+    default (clip=True) and is refused for clip=False."""
+    from xsuperres.training.checkpoint import check_fingerprint
+
+    cfg = tiny_config(cap=2.0).to_dict()
+    old = {"config": {k: v for k, v in cfg.items() if k != "clip"}, "n_train": 10}
+    check_fingerprint(old, {"config": cfg, "n_train": 10}, "ck")
+    with pytest.raises(ValueError, match="different run"):
+        check_fingerprint(old, {"config": {**cfg, "clip": False}, "n_train": 10}, "ck")
+    with pytest.raises(ValueError, match="n_train"):
+        check_fingerprint(old, {"config": cfg, "n_train": 11}, "ck")

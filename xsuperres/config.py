@@ -103,6 +103,13 @@ class SRConfig:
     attention
         ``False`` removes every attention block from both U-Nets (the preprint's
         "generative model without attention" ablation).
+    clip
+        ``True`` (the preprint): precipitation is clipped at ``cap`` before scaling,
+        ``clip(x, 0, cap) / cap``, for the networks' inputs and the training targets.
+        ``False``: ``max(x, 0) / cap``, the cap is only a scale and convective cores above
+        it keep their intensity in the inputs and targets (``docs/results.md`` measures
+        what the clip takes away). Mass conservation at inference uses the unclipped LR
+        value either way.
 
     Raises
     ------
@@ -124,6 +131,7 @@ class SRConfig:
     beta_min: float = 1e-4
     J: int = 1000
     attention: bool = True
+    clip: bool = True
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -178,6 +186,8 @@ class SRConfig:
             put("cap", cap)
         if not isinstance(self.attention, bool):
             raise ValueError(f"attention must be True or False, got {self.attention!r}")
+        if not isinstance(self.clip, bool):
+            raise ValueError(f"clip must be True or False, got {self.clip!r}")
 
     # ------------------------------------------------------------------ helpers
     @property

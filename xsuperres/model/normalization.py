@@ -1,6 +1,7 @@
 """Normalization of the model's inputs: the precipitation cap rules and the topography range.
 
-* precipitation: ``clip(x, 0, cap) / cap`` (:func:`normalize_precip`) and back
+* precipitation: ``clip(x, 0, cap) / cap`` (or ``max(x, 0) / cap`` for configurations with
+  ``clip=False``; :func:`normalize_precip`) and back
   (:func:`denormalize_precip`); :func:`_check_cap` is the one validator of caps;
 * topography: min-max scaling with the training range (:func:`normalize_topography`).
 
@@ -33,8 +34,8 @@ def _as_float_array(x: Any) -> np.ndarray:
     return a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
 
 
-def normalize_precip(x: ArrayLike, cap: float) -> ArrayLike:
-    """Cap and scale precipitation: ``clip(x, 0, cap) / cap``.
+def normalize_precip(x: ArrayLike, cap: float, clip: bool = True) -> ArrayLike:
+    """Cap and scale precipitation: ``clip(x, 0, cap) / cap`` (``max(x, 0) / cap`` without ``clip``).
 
     Parameters
     ----------
@@ -43,19 +44,24 @@ def normalize_precip(x: ArrayLike, cap: float) -> ArrayLike:
         ``torch.Tensor``. NaN stays NaN. Not modified in place.
     cap
         Normalization cap in mm/h (``> 0``).
+    clip
+        Clip at ``cap`` (the preprint; :attr:`SRConfig.clip <xsuperres.config.SRConfig>`);
+        ``False``: the cap is only a scale.
 
     Returns
     -------
     numpy.ndarray or torch.Tensor
-        Same shape (and type) as ``x``, values in ``[0, 1]`` (dimensionless); integer
-        inputs become float64 (numpy) or the default float dtype (torch).
+        Same shape (and type) as ``x``, values in ``[0, 1]`` (``[0, inf)`` without
+        ``clip``; dimensionless); integer inputs become float64 (numpy) or the default
+        float dtype (torch).
     """
     c = _check_cap(cap)
+    hi = c if clip else None
     if isinstance(x, torch.Tensor):
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
-        return x.clamp(0.0, c) / c
-    return np.clip(_as_float_array(x), 0.0, c) / c
+        return x.clamp(0.0, hi) / c
+    return np.clip(_as_float_array(x), 0.0, hi) / c
 
 
 def denormalize_precip(x: ArrayLike, cap: float) -> ArrayLike:

@@ -12,7 +12,8 @@ An :class:`SRModel` bundles, for one pair of factors ``(S, T)``:
 Inference (:meth:`SRModel.predict`) follows the preprint (section 3.2, appendix 9) and
 ``docs/model.md``::
 
-    x_n      = clip(x, 0, cap) / cap                        (normalized LR context)
+    x_n      = clip(x, 0, cap) / cap                        (normalized LR context;
+                                                             max(x, 0) / cap if not config.clip)
     context  = BI(x_n(L))                                   (bicubic, not clamped)
     D        = r_a(MC(F(r_a(U_det(context, M_n))), x[t]))   (deterministic mean)
     r0       ~ reverse diffusion with U_dif(r_j, D, BI(x_n[t]), context, j)
@@ -228,11 +229,11 @@ class SRModel(nn.Module):
         """Deterministic stage on ``x (n, L, h, w)`` mm/h -> ``(D, BI(x_n(L)), x[t]/cap)``.
 
         Normalizes the inputs for :func:`~xsuperres.nn.denoiser.mean_stage`: the network
-        sees the capped ``x_n`` but the MC target ``x[t] / cap`` is not capped, so the
-        output keeps the LR mass above the cap too.
+        sees ``x_n`` (capped unless ``config.clip`` is ``False``) but the MC target
+        ``x[t] / cap`` is never capped, so the output keeps the LR mass above the cap too.
         """
         c = self.config
-        xn = normalize_precip(x, cap)
+        xn = normalize_precip(x, cap, clip=c.clip)
         target = x[:, -1] / cap
         n, _, h, w = xn.shape
         H, W = h * c.S, w * c.S

@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._version import __version__
+from ..config import SRConfig
 
 __all__ = ["save_checkpoint", "load_checkpoint", "optimizer_to_safe", "optimizer_from_safe", "CHECKPOINT_FILE",
            "rng_states", "set_rng_states", "machine", "check_fingerprint"]
@@ -226,7 +227,19 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def check_fingerprint(saved: dict[str, Any], now: dict[str, Any], directory: str) -> None:
-    """Refuse to resume from a checkpoint of another run (data, config or options differ)."""
+    """Refuse to resume from a checkpoint of another run (data, config or options differ).
+
+    The configurations are compared as :class:`~xsuperres.config.SRConfig` objects, so a
+    checkpoint written before a configuration field existed resumes when the run uses
+    that field's default.
+    """
+    saved, now = dict(saved), dict(now)
+    for fp in (saved, now):
+        if isinstance(fp.get("config"), dict):
+            try:
+                fp["config"] = SRConfig.from_dict(fp["config"]).to_dict()
+            except ValueError:
+                pass  # compared as written
     diff = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if diff:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in diff)

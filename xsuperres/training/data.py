@@ -14,7 +14,8 @@
    coarsening (:func:`xsuperres.coarsen_perfect`) of the capped, normalized HR frames:
    target and context are thus exactly consistent (``coarsen(target) == context[-1]``),
    which is what mass conservation assumes. At inference the model clips LR inputs at
-   the cap the same way.
+   the cap the same way. With ``config.clip = False`` nothing is clipped
+   (``max(hr, 0) / cap``): the cap is only a scale.
 5. topography: min-max scaled with the range over the training tiles (all events);
    without topography the input is zeros (and the model's ``topo_min``/``topo_max`` stay
    unset, so that :meth:`~xsuperres.model.SRModel.predict` uses zeros too).
@@ -201,8 +202,9 @@ def build_training_data(
     cap = float(cfg.cap)
     finite = values[np.isfinite(values)]
     clipped = float((finite > cap).mean()) if finite.size else 0.0
-    log.info("precipitation cap %.4g mm/h (%s); %.3g%% of the training values are clipped",
-             cap, "config" if cap_fit is None else "gamma fit", 100 * clipped)
+    log.info("precipitation cap %.4g mm/h (%s); %.3g%% of the training values are %s",
+             cap, "config" if cap_fit is None else "gamma fit", 100 * clipped,
+             "clipped" if cfg.clip else "above it (not clipped: clip=False)")
 
     with_topo = [e.topography is not None for e in data.events]
     topo_range = None
@@ -228,7 +230,7 @@ def build_training_data(
         nb = ev.hr.shape[0] // cfg.T
         ny = (tiles[-1].row + 1) * split.tile_size
         nx = (tiles[-1].col + 1) * split.tile_size
-        x = np.clip(ev.hr[: nb * cfg.T, :ny, :nx], 0.0, cap) / np.float32(cap)
+        x = np.clip(ev.hr[: nb * cfg.T, :ny, :nx], 0.0, cap if cfg.clip else None) / np.float32(cap)
         x = x.astype(np.float32)
         hr_n.append(x)
         lr_n.append(coarsen_numpy(x, cfg.S, cfg.T).astype(np.float32))

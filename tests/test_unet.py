@@ -64,6 +64,15 @@ def test_parameter_counts():
         assert n_parameters(cls(5, 3, "tiny", attention=False)) < n_parameters(cls(5, 3, "tiny"))
 
 
+def test_small_preset_is_between():
+    """"small": a few million parameters per U-Net, more than tiny, far less than standard."""
+    for cls in (DeterministicUNet, DiffusionUNet):
+        n = n_parameters(cls(5, 3, "small"))
+        assert 2_000_000 < n < 4_000_000
+        assert n > 3 * n_parameters(cls(5, 3, "tiny"))
+    assert PRESETS["small"].channels == (32, 64, 96, 128)
+
+
 def test_standard_preset_is_large():
     torch.manual_seed(0)
     for cls in (DeterministicUNet, DiffusionUNet):

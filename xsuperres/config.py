@@ -41,7 +41,7 @@ PREPRINT_RECIPES: dict[tuple[int, int], dict[str, Any]] = {
     (25, 6): {"L": 2, "beta_max": 3e-2, "power": 1.0, "threshold": 4e-2},
 }
 
-_FALLBACK_PRESETS = ("tiny", "standard")
+_FALLBACK_PRESETS = ("tiny", "small", "standard")
 _TIME_STEP_RE = re.compile(r"^\s*\d*\.?\d*\s*[A-Za-z]+\s*$")
 
 # Coefficients of the beta_max rule (fitted exactly to the preprint's (1, 3), (10, 1) and

@@ -3,7 +3,7 @@
 ::
 
     xsuperres train INPUT.nc [INPUT2.nc ...] --S 10 --T 3 --out MODEL_DIR
-        [--epochs N] [--preset tiny|standard] [--var precip] [--topography FILE]
+        [--epochs N] [--preset tiny|small|standard] [--var precip] [--topography FILE]
         [--batch-size 12] [--fold 0] [--seed 0] [--tile-size 100] [--augment] ...
 
 Each input file is one event (samples never cross files); all must share one cadence and
@@ -76,7 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-topography", action="store_true", help="train without topography (zeros)")
     p.add_argument("--epochs", type=int, default=_D["epochs"],
                    help=f"maximum epochs per stage (default {_D['epochs']})")
-    p.add_argument("--preset", default=None, help="U-Net size: tiny or standard (default tiny)")
+    p.add_argument("--preset", default=None, help="U-Net size: tiny, small or standard (default tiny)")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="warm start (fine-tuning) from this model: a pretrained model's name (e.g. "
                         "radar-s10-t3) or a saved-model folder; its architecture and scaling are kept")

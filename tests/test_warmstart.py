@@ -8,7 +8,7 @@ import torch
 
 import xsuperres as xs
 from xsuperres.config import SRConfig
-from xsuperres.training import train
+from xsuperres.training import build_training_data, train
 from xsuperres.training import cli as cli_mod
 from xsuperres.training.loop import fit
 from xsuperres.training.warmstart import warm_start_config, weights_digest
@@ -101,6 +101,9 @@ def test_refusals(knmi, base):
         train(knmi[1], 4, 2, init="no-such-model", epochs=1, device="cpu", progress=False)
     with pytest.raises(ValueError, match="init .* or mean_from, not both"):
         fit(knmi[1], 4, 2, init=base, mean_from=base, epochs=1, device="cpu", progress=False)
+    td = build_training_data(knmi[1], 4, 2, config=tiny_config(), n_folds=2)  # its own cap
+    with pytest.raises(ValueError, match="training_data was prepared with cap"):
+        fit(None, 4, 2, training_data=td, init=base, epochs=1, device="cpu", progress=False)
 
 
 def test_config_defaults_and_overrides(base):

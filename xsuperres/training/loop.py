@@ -433,6 +433,10 @@ def fit(
                                  topography_range=None if init is None else init_topography_range(init))
     cfg = td.config
     norm = td.normalization
+    if init is not None and training_data is not None and cfg.cap != init.normalization.get("cap"):
+        raise ValueError(f"training_data was prepared with cap {cfg.cap} mm/h but init was trained with "
+                         f"{init.normalization.get('cap')}: prepare it with config="
+                         "warm_start_config(init, S, T, None)")
     if mean_from is not None:
         if mean_from.config.replace(beta_max=cfg.beta_max) != cfg.replace(beta_max=cfg.beta_max):
             raise ValueError("mean_from was trained with another configuration (only beta_max may differ)")

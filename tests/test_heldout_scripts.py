@@ -1,0 +1,82 @@
+"""The held-out scoring of the scripts (scripts/heldout.py), against independent paths.
+
+The numbers in docs/results.md come from these functions: the contexts and truths must be
+the raw (uncapped) data at the records' places, and RainFARM's members must be those of
+the public ``xsuperres.rainfarm`` on the whole LR field, cut to the tile.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xsuperres as xs
+from xsuperres.config import SRConfig
+from xsuperres.training import build_training_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+heldout = pytest.importorskip("heldout")
+
+S, T, L = 4, 2, 2
+
+
+@pytest.fixture(scope="module")
+def td():
+    da = xs.open_sample("knmi")["precip"]
+    a = da.isel(time=slice(0, 24), y=slice(0, 48), x=slice(0, 48)).load().rename("a")
+    b = da.isel(time=slice(30, 54), y=slice(40, 88), x=slice(20, 68)).load().rename("b")
+    cfg = SRConfig.recipe(S, T, L=L, tile_size=16, preset="tiny", cap=2.0)  # a low cap: clipping matters
+    return build_training_data([a, b], S, T, config=cfg, valid_events=["b"]), b
+
+
+def block_mean(a):
+    nt, ny, nx = a.shape
+    return a[: nt // T * T].reshape(nt // T, T, ny // S, S, nx // S, S).mean(axis=(1, 3, 5))
+
+
+def test_validation_arrays_are_the_raw_data_at_the_records(td):
+    data, b = td
+    ctx, truth, where = heldout.validation_arrays(data)
+    raw = b.values
+    lr = block_mean(raw)
+    assert len(ctx) == len(data.valid.records) > 0 and ctx.shape[1:] == (L, 4, 4)
+    assert truth.max() > 2.0  # uncapped
+    for i, (e, k, t) in enumerate(data.valid.records):
+        assert int(e) == 1 and where[i][0] == "b"
+        tile = data.split.tiles[1][int(k)]
+        ys, xs_ = tile.yslice, tile.xslice
+        np.testing.assert_allclose(ctx[i], lr[t - L + 1: t + 1, ys.start // S: ys.stop // S,
+                                              xs_.start // S: xs_.stop // S], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(truth[i], raw[t * T:(t + 1) * T, ys, xs_].astype(np.float32))
+
+
+def test_rainfarm_members_are_the_public_rainfarm_cut_to_the_tile(td):
+    pytest.importorskip("pysteps")
+    data, b = td
+    got = heldout.rainfarm_members(data, 2, seed=3)
+    lr = xs.coarsen_perfect(b, S, T)
+    ref = xs.rainfarm(lr, S, T, n_members=2, seed=3).values  # (member, time, y, x)
+    assert got.shape == (len(data.valid.records), 2, T, 16, 16)
+    for i, (e, k, t) in enumerate(data.valid.records):
+        tile = data.split.tiles[1][int(k)]
+        np.testing.assert_allclose(got[i], ref[:, t * T:(t + 1) * T, tile.yslice, tile.xslice],
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_scores_of_a_perfect_and_a_shifted_ensemble():
+    rng = np.random.default_rng(0)
+    truth = rng.gamma(0.5, 2.0, (3, 2, 8, 8)).astype(np.float32)
+    perfect = heldout.scores(np.repeat(truth[:, None], 2, axis=1), truth)
+    assert perfect["crps"] == pytest.approx(0.0, abs=1e-7) and perfect["mae"] == pytest.approx(0.0, abs=1e-7)
+    assert heldout.scores(truth[:, None], truth)["pe99"] == pytest.approx(0.0, abs=1e-6)
+    shifted = heldout.scores((truth + 1.0)[:, None], truth)  # one member, +1 mm/h everywhere
+    assert shifted["crps"] == pytest.approx(1.0, rel=1e-5) and shifted["mae"] == pytest.approx(1.0, rel=1e-5)
+    assert shifted["pe99"] == pytest.approx(1.0, rel=1e-4)
+    # PIT pools each frame's member pixels: a dry truth under a wet ensemble is always
+    # below it (u = 0, an outer decile); a truth inside the ensemble's range is not
+    dry = np.zeros_like(truth)
+    assert heldout.scores(np.ones_like(truth)[:, None], dry)["pit_outer_fraction"] == 1.0
+    assert heldout.scores(np.repeat(truth[:, None], 2, axis=1), truth)["pit_outer_fraction"] < 0.5

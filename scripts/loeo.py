@@ -75,8 +75,11 @@ def summary(args: argparse.Namespace) -> int:
         by_pair.setdefault(pair, {})[event] = json.loads(f.read_text())
     lines = ["# Leave-one-event-out scores", "",
              "Written by `python scripts/loeo.py summary`; each column group is a model trained on",
-             "the three other 5-min events and scored on the left-out one (validation samples of",
-             "the whole left-out grid, at most 300 evenly spread; CRPS and pe99 in mm/h).", ""]
+             "the three other 5-min events and scored on the left-out one (samples of the whole",
+             "left-out grid, at most 300 evenly spread; CRPS and pe99 in mm/h). The left-out event",
+             "is these runs' validation set: its loss chose each stage's best epoch, so these are",
+             "validation scores, used to choose epochs and settings; the test is radar days in",
+             "none of the shared files.", ""]
     if not by_pair:
         lines.append("No finished fold yet.")
     for pair, folds in sorted(by_pair.items()):

@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_shared as ts  # noqa: E402
+from heldout import scores, validation_arrays  # noqa: E402
 
 from xsuperres.model import SRModel  # noqa: E402
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline  # noqa: E402
@@ -55,12 +56,19 @@ def rebuild_validation(doc: dict, data_dir: str):
             "--S", str(cfg_d["S"]), "--T", str(cfg_d["T"]), "--tile-size", str(cfg_d["tile_size"]),
             "--preset", cfg_d["preset"], "--seed", str(doc["protocol"]["seed"]),
             "--stride", str(n.get("stride", 1))]
+    proto = doc.get("protocol", {})
+    if proto.get("valid_event"):
+        argv += ["--valid-event", proto["valid_event"]]
+    if proto.get("cap_quantile") not in (None, 0.995):
+        argv += ["--cap-quantile", str(proto["cap_quantile"])]
+    if cfg_d.get("clip") is False:
+        argv += ["--no-clip"]
     args = ts.parse(argv)
     td = ts.training_data(ts.load_events(args), args)
     if (len(td.train), len(td.valid)) != (n["train"], n["valid"]):
         raise RuntimeError(f"rebuilt split has {len(td.train)}/{len(td.valid)} samples, the run had "
                            f"{n['train']}/{n['valid']}")
-    ctx, truth, where = ts.validation_arrays(td)
+    ctx, truth, where = validation_arrays(td)
     if n["evaluated"] < len(ctx):
         idx = ts.eval_subset(len(ctx), n["evaluated"])
         ctx, truth = ctx[idx], truth[idx]
@@ -145,11 +153,12 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def caveats(scores: dict, full: str) -> list[str]:
-    """Plain statements of every metric where a baseline beats the full model."""
+def caveats(scores: dict, full: str, valid_event: str | None = None) -> list[str]:
+    """Plain statements of every metric where a baseline or peer beats the full model."""
     out = []
     f = scores[full]
-    for base in ("bicubic", "nearest", "deterministic (U_det + MC)"):
+    peers = [k for k in scores if k.startswith(("RainFARM", "EDSR"))]
+    for base in ("bicubic", "nearest", *peers, "deterministic (U_det + MC)"):
         worse = [m for m in ("crps", "pitd", "pe99", "lsd") if scores[base][m] < f[m]]
         if worse:
             out.append(f"{base} beats the full model on " + ", ".join(
@@ -164,9 +173,13 @@ def caveats(scores: dict, full: str) -> list[str]:
     out.append(f"MAE of single members ({f['mae']:.3f} mm/h) is worse than the deterministic mean's "
                f"({scores['deterministic (U_det + MC)']['mae']:.3f}): members are samples, not "
                "estimates of the mean; use the ensemble mean for a point forecast.")
-    out.append("Validation tiles come from the same days as the training tiles (spatial hold-out "
-               "only) and select the best epoch: scores on other days and radars will be worse. "
-               "A tiny model trained in 30 to 40 minutes on a CPU, not the preprint's standard model.")
+    if valid_event:
+        out.append(f"The scores are on the left-out event {valid_event}, which also selected the best "
+                   "epoch (validation scores): scores on other days and radars may be worse.")
+    else:
+        out.append("Validation tiles come from the same days as the training tiles (spatial hold-out "
+                   "only) and select the best epoch: scores on other days and radars will be worse. "
+                   "A tiny model trained in 30 to 40 minutes on a CPU, not the preprint's standard model.")
     return out
 
 
@@ -187,27 +200,28 @@ def main(argv=None) -> int:
     ctx, truth, td = rebuild_validation(doc, args.data_dir)
     S, T = model.config.S, model.config.T
 
-    scores = dict(doc["results"])
-    bic = ts.scores(bicubic_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
-    if abs(bic["crps"] - scores["bicubic"]["crps"]) > 1e-6:
+    results = dict(doc["results"])
+    bic = scores(bicubic_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
+    if abs(bic["crps"] - results["bicubic"]["crps"]) > 1e-6:
         raise RuntimeError(f"rebuilt validation set differs: bicubic CRPS {bic['crps']} vs "
-                           f"{scores['bicubic']['crps']} in results.json")
-    if "nearest" not in scores:
-        scores["nearest"] = ts.scores(nearest_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
-    order = ["bicubic", "nearest", "deterministic (U_det + MC)"] + [k for k in scores if k.startswith("full")]
-    scores = {k: scores[k] for k in order}
+                           f"{results['bicubic']['crps']} in results.json")
+    if "nearest" not in results:
+        results["nearest"] = scores(nearest_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
+    peers = [k for k in results if k.startswith(("RainFARM", "EDSR"))]
+    order = ["bicubic", "nearest", *peers, "deterministic (U_det + MC)"] + [k for k in results if k.startswith("full")]
+    results = {k: results[k] for k in order}
 
     dest = Path(args.out) / args.name
     model.save(dest, dtype="float16")
     shipped = SRModel.load(dest)
     t0 = time.perf_counter()
-    det16 = ts.scores(shipped.predict_mean(ctx)[:, None], truth)
+    det16 = scores(shipped.predict_mean(ctx)[:, None], truth)
     print(f"fp16 deterministic CRPS {det16['crps']:.4f} vs fp32 "
-          f"{scores['deterministic (U_det + MC)']['crps']:.4f} ({time.perf_counter() - t0:.0f} s)")
+          f"{results['deterministic (U_det + MC)']['crps']:.4f} ({time.perf_counter() - t0:.0f} s)")
 
     meta = model.metadata
     hist = meta["history"]
-    full = min((k for k in scores if k.startswith("full")), key=lambda k: scores[k]["crps"])
+    full = min((k for k in results if k.startswith("full")), key=lambda k: results[k]["crps"])
     crop = ts._crop(doc["crop_rows_cols"])
     grid = doc["split"]["events"][0]["tile_grid"]
     n = doc["n_samples"]
@@ -243,9 +257,9 @@ def main(argv=None) -> int:
             "ensembles. Bicubic: bicubic interpolation of the block's LR frame; nearest: every HR "
             "frame of the block is the LR frame, repeated over SxS pixels."),
             "n_samples": n["evaluated"]},
-        "scores": scores,
-        "fp16_check": {"fp16": det16["crps"], "fp32": scores["deterministic (U_det + MC)"]["crps"]},
-        "caveats": caveats(scores, full),
+        "scores": results,
+        "fp16_check": {"fp16": det16["crps"], "fp32": results["deterministic (U_det + MC)"]["crps"]},
+        "caveats": caveats(results, full, doc.get("protocol", {}).get("valid_event")),
         "xsuperres_version": json.loads((dest / "config.json").read_text())["xsuperres_version"],
     }
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""What moves the calibration and the tails of a trained model, without retraining.
+
+For a ``scripts/train_shared.py`` run folder ``RUN`` (best with a left-out event,
+``--valid-event``), this rebuilds the run's scored samples (the same split and subset as
+the run, checked through the bicubic score; ``package_model.rebuild_validation``) and
+scores the run's model under inference-time variants, one at a time against the default:
+
+* the sampler and its number of steps (DPM-Solver++(2M) 5 / 10 / 20, DDIM 20 with
+  ``eta`` 0 and 1: ``eta = 1`` adds fresh noise at every step);
+* the ensemble size (3, 5, 10 members);
+* the mass-conservation settings applied to the output: the threshold ``a`` of
+  ``r_a`` (x 0, 0.5, 2 of the trained value) and the exponent ``p`` of ``F(x) = x ** p``
+  (0.8, 1.25);
+* the seed (two seeds of the default: the noise level of every number).
+
+CRPS, PITD, pe99 and LSD of each, next to RainFARM's from the run, in ``RUN/calibration.json``
+and a printed table. ``beta_max`` and the residual scale act during training and are
+not varied here (they need a retrained diffusion stage).
+
+Usage::
+
+    python scripts/calibration_study.py /work/runs/loeo_10x3_mch2016 [--members 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heldout import scores, table  # noqa: E402
+from package_model import rebuild_validation  # noqa: E402
+
+from xsuperres.model import SRModel  # noqa: E402
+
+
+def variant(model: SRModel, **config_changes) -> SRModel:
+    """``model`` with some configuration fields changed, same weights."""
+    m = SRModel(model.config.replace(**config_changes), model.normalization, model.metadata)
+    m.load_state_dict(model.state_dict())
+    return m.eval()
+
+
+def main(argv=None) -> int:
+    here = Path(__file__).resolve().parent.parent
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", help="train_shared.py output folder (model/ and results.json)")
+    p.add_argument("--members", type=int, default=5, help="members of every variant but the size sweep")
+    p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    doc = json.loads((run / "results.json").read_text())
+    model = SRModel.load(run / "model")
+    ctx, truth, _ = rebuild_validation(doc, args.data_dir)
+    c = model.config
+    M, seed = args.members, args.seed
+
+    plan = [  # (label, model, predict keywords)
+        (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}", model,
+         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)),
+        (f"default, seed {seed + 1}", model, dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed + 1)),
+        ("dpmpp_2m 5 steps", model, dict(sampler="dpmpp_2m", steps=5, n_members=M, seed=seed)),
+        ("dpmpp_2m 20 steps", model, dict(sampler="dpmpp_2m", steps=20, n_members=M, seed=seed)),
+        ("ddim 20 steps, eta 0", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed)),
+        ("ddim 20 steps, eta 1", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed, eta=1.0)),
+        ("3 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=3, seed=seed)),
+        ("10 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=10, seed=seed)),
+    ]
+    for f in (0.0, 0.5, 2.0):
+        plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
+                     dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+    for pw in (0.8, 1.25):
+        plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),
+                     dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+
+    results = {k: v for k, v in doc["results"].items() if k.startswith(("RainFARM", "bicubic"))}
+    timing = {}
+    for label, m, kw in plan:
+        t0 = time.perf_counter()
+        results[label] = scores(m.predict(ctx, device="cpu", **kw), truth)
+        timing[label] = time.perf_counter() - t0
+        print(f"{label}: CRPS {results[label]['crps']:.4f}, PITD {results[label]['pitd']:.4f} "
+              f"({timing[label]:.0f} s)", flush=True)
+    text = table(results, cols=("crps", "pitd", "pe99", "lsd", "pit_outer_fraction"), width=20)
+    print(text)
+    out = {"run": str(run), "n_samples": int(len(ctx)), "config": c.to_dict(), "results": results,
+           "wall_s": timing, "table": text,
+           "metrics_units": "crps, pe99 in mm/h; pitd, lsd, pit_outer_fraction unitless (0.2 if calibrated)"}
+    (run / "calibration.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -116,8 +116,8 @@ class UNetPreset:
 PRESETS: dict[str, UNetPreset] = {
     # CPU tests and demos: < 1 M parameters per U-Net.
     "tiny": UNetPreset(base_channels=16, channel_mults=(1, 2, 3, 4), num_res_blocks=1),
-    # Twice the channels of "tiny" (about 2.9 M parameters per U-Net, 4x the work): the
-    # next step up that CPU training can afford.
+    # Twice the channels of "tiny" (about 2.9 M parameters per U-Net; a training step
+    # takes about 2x tiny's on a CPU, docs/model.md): the next step up for CPU training.
     "small": UNetPreset(base_channels=32, channel_mults=(1, 2, 3, 4), num_res_blocks=1),
     # The preprint's scale (U-Net of Ronneberger et al.: 64 ... 512 channels, two 3x3
     # convs = one residual block per level): for a GPU.

@@ -7,6 +7,7 @@ the public ``xsuperres.rainfarm`` on the whole LR field, cut to the tile.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -80,3 +81,30 @@ def test_scores_of_a_perfect_and_a_shifted_ensemble():
     dry = np.zeros_like(truth)
     assert heldout.scores(np.ones_like(truth)[:, None], dry)["pit_outer_fraction"] == 1.0
     assert heldout.scores(np.repeat(truth[:, None], 2, axis=1), truth)["pit_outer_fraction"] < 0.5
+
+
+def test_loeo_summary_checks_the_targets(tmp_path):
+    """scripts/loeo.py summary: one column group per left-out event and the issue's targets
+    (CRPS at least 10 % below RainFARM's, PITD < 0.1, pe99 and LSD no worse) judged right."""
+    loeo = pytest.importorskip("loeo")
+    rows = {"bicubic": (1.0, 0.2, 3.0, 1.0),
+            "RainFARM (5 members, whole LR frames)": (0.50, 0.12, 2.0, 0.9),
+            "full model (dpmpp_2m, 10 steps, 5 members)": (0.44, 0.08, 2.5, 0.8)}
+    for event, scale in (("mch2016", 1.0), ("fmi2016", 1.2)):
+        d = tmp_path / f"loeo_10x3_{event}"
+        d.mkdir()
+        res = {n: dict(zip(("crps", "pitd", "pe99", "lsd"), v)) for n, v in rows.items()}
+        res["full model (dpmpp_2m, 10 steps, 5 members)"]["crps"] *= scale
+        (d / "results.json").write_text(json.dumps({"results": res}))
+    out = tmp_path / "loeo.md"
+    assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## (S, T) = (10, 3)" in text
+    assert "| method | fmi2016 crps | fmi2016 pitd |" in text and "mch2016 lsd |" in text
+    lines = {ln.split(":")[0].strip("- "): ln for ln in text.splitlines() if ln.startswith("- ")}
+    # mch2016: 0.44 vs 0.50 is 12 % below (met); PITD met; pe99 2.5 > 2.0 missed; LSD met
+    assert "12.0 % below RainFARM's (met" in lines["mch2016"]
+    assert "PITD 0.080 (met)" in lines["mch2016"] and "pe99 2.50 vs 2.00 (missed)" in lines["mch2016"]
+    assert "LSD 0.800 vs 0.900 (met)" in lines["mch2016"]
+    # fmi2016: 0.528 vs 0.50 is 5.6 % above (missed)
+    assert "5.6 % above RainFARM's (missed" in lines["fmi2016"]

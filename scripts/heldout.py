@@ -18,10 +18,15 @@ from xsuperres.training.samples import coarsen_numpy
 METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
 
 
+def coarse(hr: np.ndarray, S: int, T: int) -> np.ndarray:
+    """Perfect coarsening of ``hr (time, y, x)`` after trimming every axis to a multiple."""
+    nt, ny, nx = hr.shape[0] // T * T, hr.shape[1] // S * S, hr.shape[2] // S * S
+    return coarsen_numpy(hr[:nt, :ny, :nx], S, T)
+
+
 def lr_fields(td) -> list[np.ndarray]:
     """Raw (uncapped, mm/h) perfect coarsening of every event, ``(blocks, h, w)`` each."""
-    S, T = td.config.S, td.config.T
-    return [coarsen_numpy(ev.hr[: (ev.hr.shape[0] // T) * T], S, T) for ev in td.data.events]
+    return [coarse(ev.hr, td.config.S, td.config.T) for ev in td.data.events]
 
 
 def validation_arrays(td):
@@ -94,10 +99,8 @@ def wettest_box(hr, S: int, T: int, L: int, box: int):
     The block (LR step ``t >= L - 1``, so that it has its whole context) with the largest
     ``box x box`` HR-pixel total; the time slice covers its ``L`` context blocks.
     """
-    v = np.nan_to_num(hr.values)
-    nt, ny, nx = v.shape[0] // T * T, v.shape[1] // S * S, v.shape[2] // S * S
-    lr = coarsen_numpy(v[:nt, :ny, :nx], S, T)  # (n, h, w)
-    box = min(box, ny, nx) // S * S
+    lr = coarse(np.nan_to_num(hr.values), S, T)  # (n, h, w)
+    box = min(box, lr.shape[1] * S, lr.shape[2] * S) // S * S
     k = box // S
     n, h, w = lr.shape
     best, arg = -1.0, None

@@ -204,11 +204,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.init is not None:
         if args.preset is not None or args.L is not None:
             raise CLIError("--preset and --L come from the --init model; leave them out")
-        from .warmstart import resolve_init, warm_start_config
+        from .warmstart import resolve_init
 
         init = resolve_init(args.init)
-        if args.tile_size is not None:
-            config = warm_start_config(init, args.S, args.T, None).replace(tile_size=args.tile_size)
+        if args.tile_size is not None:  # train() fills the cap and checks the architecture
+            config = init.config.replace(time_step=None, tile_size=args.tile_size)
     else:
         overrides: dict[str, Any] = {"preset": args.preset or "tiny"}
         if args.L is not None:

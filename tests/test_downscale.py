@@ -235,6 +235,26 @@ def test_block_mass_conservation(model):
     np.testing.assert_allclose(back.values, np.broadcast_to(lr.values, back.shape), rtol=0, atol=1e-4)
 
 
+def test_block_conservation_asked_of_a_tile_model():
+    """A model trained with tile conservation and a threshold, asked for "block" at
+    inference: the blended tiles of the mean and of every member give the input back
+    (the attribute and history say so); its own mode ("auto" at S > 1) does not."""
+    m = _make_model(mass_conservation="tile", threshold=0.02)
+    lr = _lr(nt=4, ny=6, nx=8, seed=4)
+    for out in (downscale_mean(lr.chunk(x=3), m, device="cpu", mass_conservation="block"),
+                _run(lr.chunk(time=2), m, members=2, mass_conservation="block")):
+        back = out.stsr.coarsen_perfect(S, T)
+        np.testing.assert_allclose(back.values, np.broadcast_to(lr.values, back.shape), rtol=0,
+                                   atol=1e-4)
+        assert out.attrs["xsuperres_mass_conservation"] == "block"
+        assert "mass_conservation='block'" in out.attrs["history"]
+    own = downscale_mean(lr, m, device="cpu")
+    assert own.attrs["xsuperres_mass_conservation"] == "tile"
+    assert np.abs(own.stsr.coarsen_perfect(S, T).values - lr.values).max() > 1e-2
+    with pytest.raises(ValueError, match="mass_conservation must be"):
+        downscale_mean(lr, m, device="cpu", mass_conservation="blocks")
+
+
 def test_nan_propagation(model):
     lr = _lr(nt=4, ny=6, nx=8, seed=1)
     lr[2, 1, 3] = np.nan

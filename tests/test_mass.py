@@ -11,7 +11,8 @@ from xsuperres.nn.mass import block_sum, coarsen, mass_conserve
 
 # --------------------------------------------------------------------------- reference
 def ref_mass_conserve(z, lr, S, T, power=1.0, threshold=0.0, mode="tile"):
-    """Loop-based numpy float64 reference of r_a(MC(F(r_a(z)), x)).
+    """Loop-based numpy float64 reference: r_a(MC(F(r_a(z)), x)) per tile, or per block
+    MC(F(r_a(z)), x) with no final shift and a uniform x where F(r_a(z)) is dry.
 
     ``z``: (B, T, H, W), ``lr``: (B, h, w).
     """
@@ -30,8 +31,12 @@ def ref_mass_conserve(z, lr, S, T, power=1.0, threshold=0.0, mode="tile"):
                 for m in range(W // S):
                     blk = (slice(None), slice(n * S, (n + 1) * S), slice(m * S, (m + 1) * S))
                     den = f[b][blk].sum()
-                    scale = T * S * S * lr[b, n, m] / den if den != 0 else 1.0
-                    out[b][blk] = f[b][blk] * scale
+                    if den != 0:
+                        out[b][blk] = f[b][blk] * (T * S * S * lr[b, n, m] / den)
+                    else:
+                        out[b][blk] = lr[b, n, m]
+    if mode == "block":
+        return np.maximum(out, 0.0)
     return np.maximum(out - threshold, 0.0)
 
 
@@ -96,25 +101,41 @@ def test_totals_conserved_float32(power, S, T):
     np.testing.assert_allclose(out.sum(dim=(1, 2, 3)).numpy(), target.sum(axis=(1, 2)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["tile", "block"])
-def test_threshold_shift_where_nothing_is_clipped(mode):
-    """a > 0: if every rescaled value exceeds a, the total drops by exactly a per pixel."""
+def test_threshold_shift_where_nothing_is_clipped():
+    """Tile mode, a > 0: if every rescaled value exceeds a, the total drops by a per pixel."""
     S, T, a = 2, 3, 0.04
     g = torch.Generator().manual_seed(3)
     z = 1.0 + torch.rand(2, T, 4, 6, generator=g, dtype=torch.float64)  # in [1, 2]
     lr = 1.0 + torch.rand(2, 2, 3, generator=g, dtype=torch.float64)  # factors ~ 1
     for p in (1.0, 2.0):
-        out = mass_conserve(z, lr, S, T, power=p, threshold=a, mode=mode)
-        f_then_mc = mass_conserve(z - a, lr, S, T, power=p, threshold=0.0, mode=mode)
+        out = mass_conserve(z, lr, S, T, power=p, threshold=a, mode="tile")
+        f_then_mc = mass_conserve(z - a, lr, S, T, power=p, threshold=0.0, mode="tile")
         assert float(f_then_mc.min()) > a  # nothing gets clipped by the final r_a
         torch.testing.assert_close(out, f_then_mc - a)
-        npix = T * S * S if mode == "block" else T * 4 * 6
-        if mode == "block":
-            totals = ref_block_totals(out.numpy(), S, T)
-            np.testing.assert_allclose(totals, T * S * S * lr.numpy() - a * npix, rtol=1e-12)
-        else:
-            totals = out.sum(dim=(1, 2, 3)).numpy()
-            np.testing.assert_allclose(totals, T * S * S * lr.sum(dim=(1, 2)).numpy() - a * npix, rtol=1e-12)
+        totals = out.sum(dim=(1, 2, 3)).numpy()
+        np.testing.assert_allclose(totals, T * S * S * lr.sum(dim=(1, 2)).numpy() - a * T * 4 * 6,
+                                   rtol=1e-12)
+
+
+@pytest.mark.parametrize("power", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("a", [0.0, 0.04, 0.6])
+def test_block_mode_gives_back_the_input_exactly(power, a):
+    """Block mode: every (T, S, S) block averages to x for any threshold, exponent and
+    with dry predictions (whole blocks below a), checked with a numpy loop."""
+    S, T = 3, 2
+    z, lr = _case(11, 3, T, 4, 5, S)
+    lr[0, 1, 2] = 0.0  # a dry LR pixel
+    z[1, :, :3, :3] = -1.0  # a wet LR pixel with a dry prediction: uniform fill
+    out = mass_conserve(z, lr, S, T, power=power, threshold=a, mode="block")
+    np.testing.assert_allclose(ref_block_totals(out.numpy(), S, T) / (T * S * S), lr.numpy(),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out[1, :, :3, :3].numpy(), float(lr[1, 0, 0]))
+    # the threshold acts within each rescaled block: pixels of z below a stay dry there
+    dry = (z.numpy() <= a) & (np.repeat(np.repeat(ref_block_totals(
+        np.maximum(z.numpy() - a, 0), S, T), S, -2), S, -1)[:, None] > 0)
+    assert dry.any() and np.all(out.numpy()[dry] == 0)
+    np.testing.assert_allclose(out.numpy(), ref_mass_conserve(z, lr, S, T, power, a, "block"),
+                               rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- edge cases
@@ -127,26 +148,28 @@ def test_all_zero_input_and_gradients(mode):
     assert torch.equal(out, torch.zeros_like(out))
     out.sum().backward()
     assert torch.isfinite(z.grad).all()
-    # zero prediction with positive LR: fallback (only ReLU), output 0, mass not conserved
+    # zero prediction with positive LR: tile mode falls back to the ReLUs (output 0, mass
+    # not conserved), block mode to the uniform LR value (mass conserved)
     z2 = torch.full((1, T, 10, 10), -1.0, requires_grad=True)
     out2 = mass_conserve(z2, torch.ones(1, 2, 2), S, T, power=0.5, mode=mode)
-    assert torch.equal(out2, torch.zeros_like(out2))
+    expected = 0.0 if mode == "tile" else 1.0
+    assert torch.equal(out2, torch.full_like(out2, expected))
     (out2 * torch.rand_like(out2)).sum().backward()
     assert torch.isfinite(z2.grad).all()
 
 
 def test_zero_denominator_fallback_is_local():
-    """Only the block (or tile) with a zero denominator falls back; others conserve."""
+    """Only the block (or tile) with a zero denominator falls back; others are rescaled."""
     S, T = 2, 2
     z, lr = _case(4, 2, T, 2, 2, S)
     z = z.abs() + 0.1
     z[0, :, :2, :2] = -3.0  # block (0, 0) of tile 0 is dry after r_a
     out = mass_conserve(z, lr, S, T, mode="block")
-    assert torch.equal(out[0, :, :2, :2], torch.zeros(T, 2, 2, dtype=out.dtype))
+    assert torch.equal(out[0, :, :2, :2], torch.full((T, 2, 2), float(lr[0, 0, 0]), dtype=out.dtype))
+    scaled = mass_conserve(z[:, :, 2:, 2:], lr[:, 1:, 1:], S, T, mode="block")
+    torch.testing.assert_close(out[:, :, 2:, 2:], scaled)  # the fill does not leak
     totals = ref_block_totals(out.numpy(), S, T)
-    expected = T * S * S * lr.numpy()
-    expected[0, 0, 0] = 0.0
-    np.testing.assert_allclose(totals, expected, rtol=1e-12)
+    np.testing.assert_allclose(totals, T * S * S * lr.numpy(), rtol=1e-12)
     z[1] = -1.0  # tile 1 entirely dry: tile mode falls back there only
     out = mass_conserve(z, lr, S, T, mode="tile")
     assert torch.equal(out[1], torch.zeros_like(out[1]))
@@ -164,7 +187,12 @@ def test_single_wet_pixel(power):
     assert int((tile > 0).sum()) == 1
     block = mass_conserve(z, lr, S, T, power=power, mode="block")
     assert float(block[0, 1, 4, 5]) == pytest.approx(T * S * S * 1.0, rel=1e-12)
-    assert int((block > 0).sum()) == 1  # the other blocks are dry: fallback, zeros
+    # the wet block keeps one wet pixel; the other blocks' predictions are dry: the LR
+    # value fills them uniformly (zero where the LR pixel is dry)
+    assert int((block[..., 3:, 3:] > 0).sum()) == 1
+    np.testing.assert_array_equal(block[0, :, :3, :3].numpy(), 0.5)
+    np.testing.assert_array_equal(block[0, :, :3, 3:].numpy(), 2.0)
+    np.testing.assert_array_equal(block[0, :, 3:, :3].numpy(), 0.0)
 
 
 @pytest.mark.parametrize("mode", ["tile", "block"])

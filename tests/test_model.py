@@ -176,9 +176,9 @@ def test_normalization_without_clip():
 def test_a_heavy_cell_reaches_the_network_only_without_clip(clip):
     """An 80 mm/h cell (15-min block, S = 1) with a 7.6 mm/h cap: only with clip=False
     does the network's input carry the cell's intensity (80 / cap) instead of the cap (1).
-    Mass conservation per block uses the unclipped LR value either way: every block whose
-    network output is not all zero (the zero-denominator caveat of xsuperres.nn.mass, with
-    this untrained network) has the LR value as its mean."""
+    Block mass conservation uses the unclipped LR value either way: every block's mean is
+    the LR value, the 80 mm/h cell's included (exact, even where this untrained network
+    predicts no rain: the LR value then fills the block)."""
     m = make_model(1, 3, mass_conservation="block", threshold=0.0, clip=clip)
     m.normalization["cap"] = 7.6
     L = m.config.L
@@ -193,10 +193,11 @@ def test_a_heavy_cell_reaches_the_network_only_without_clip(clip):
         out = m.predict_mean(lr, device="cpu")[0]  # (T, 8, 8)
     finally:
         hook.remove()
-    means = out.mean(axis=0)
-    kept = means > 0
-    assert kept.sum() >= 32
-    np.testing.assert_allclose(means[kept], lr[0, -1][kept], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out.mean(axis=0), lr[0, -1], rtol=0, atol=1e-4)
+    assert out[:, 3, 4].mean() == pytest.approx(80.0, abs=1e-4)
+    members = m.predict(lr, n_members=2, steps=2, device="cpu")[0]  # (M, T, 8, 8)
+    np.testing.assert_allclose(members.mean(axis=1), np.broadcast_to(lr[0, -1], (2, 8, 8)),
+                               rtol=0, atol=1e-4)
     want = 80.0 / 7.6 if not clip else 1.0
     assert float(seen["x"][0, -1, 3, 4]) == pytest.approx(want, rel=1e-5)
 
@@ -237,15 +238,33 @@ def test_block_mass_conservation():
     y = m.predict(lr, n_members=2, steps=2, device="cpu")
     target = lr[:, -1]  # (2, h, w)
     blocks = coarsen_np(y, S, T)[:, :, 0]  # (2, M, h, w)
-    ref = np.broadcast_to(target[:, None], blocks.shape)
-    live = blocks > 0
-    assert live.mean() > 0.5  # most blocks have a non-zero prediction
-    np.testing.assert_allclose(blocks[live], ref[live], rtol=1e-4)
+    np.testing.assert_allclose(blocks, np.broadcast_to(target[:, None], blocks.shape), rtol=1e-4,
+                               atol=1e-6)
     assert blocks[1, :, 0, 0] == pytest.approx(80.0, rel=1e-4)
-    assert (blocks[ref == 0] == 0).all()  # dry LR pixels stay dry
+    assert (blocks[np.broadcast_to(target[:, None], blocks.shape) == 0] == 0).all()  # dry stays dry
     # the deterministic mean conserves too
     bm = coarsen_np(m.predict_mean(lr, device="cpu"), S, T)[:, 0]
-    np.testing.assert_allclose(bm[bm > 0], target[bm > 0], rtol=1e-4)
+    np.testing.assert_allclose(bm, target, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05])
+def test_s1_models_give_back_their_input_by_default(threshold):
+    """S = 1: "auto" conserves every block (the coarse input is every pixel's block mean),
+    whatever the model's training mode and threshold; asking for "tile" does not."""
+    m = make_model(1, 3, threshold=threshold)  # trained with "tile" (the recipe's default)
+    assert m.config.mass_conservation == "tile"
+    lr = rain((3, m.config.L, 6, 7), seed=21, zero_frac=0.3)
+    lr[0, -1, 2, 2] = 100.0
+    ref = lr[:, -1]
+    mean = m.predict_mean(lr, device="cpu")
+    np.testing.assert_allclose(coarsen_np(mean, 1, 3)[:, 0], ref, rtol=0, atol=1e-4)
+    y = m.predict(lr, n_members=2, steps=2, device="cpu")
+    np.testing.assert_allclose(coarsen_np(y, 1, 3)[:, :, 0], np.broadcast_to(ref[:, None], (3, 2, 6, 7)),
+                               rtol=0, atol=1e-4)
+    tile = m.predict_mean(lr, device="cpu", mass_conservation="tile")
+    assert np.abs(coarsen_np(tile, 1, 3)[:, 0] - ref).max() > 1e-2
+    with pytest.raises(ValueError, match="mass_conservation must be 'auto', 'tile', 'block' or None"):
+        m.predict_mean(lr, device="cpu", mass_conservation="pixel")
 
 
 def test_tile_mass_conservation():

@@ -62,7 +62,8 @@ class STSRAccessor:
 
         See :func:`xsuperres.downscale` for the keyword arguments (``topography``,
         ``sampler``, ``steps``, ``seed``, ``device``, ``batch_size``, ``context``,
-        ``strict``, ``dims``, ``eta``, ``tile_size``, ``overlap``) and the output.
+        ``strict``, ``dims``, ``eta``, ``tile_size``, ``overlap``, ``mass_conservation``) and
+        the output.
         """
         from .downscaling import downscale
 
@@ -73,7 +74,7 @@ class STSRAccessor:
 
         See :func:`xsuperres.downscale_mean` for the keyword arguments (``topography``,
         ``device``, ``batch_size``, ``context``, ``strict``, ``dims``, ``tile_size``,
-        ``overlap``) and the output.
+        ``overlap``, ``mass_conservation``) and the output.
         """
         from .downscaling import downscale_mean
 

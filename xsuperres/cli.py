@@ -324,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--var", default=None, help="variable to downscale (default: all precipitation)")
     down.add_argument("--topography", default=None, help="NetCDF/GeoTIFF elevation (m) on the HR grid")
     down.add_argument("--context", default="pad", choices=("pad", "drop"))
+    down.add_argument("--mass-conservation", default="auto", choices=("auto", "tile", "block", "none"),
+                      help="output mass conservation: auto (the model's mode; block for S=1), "
+                           "tile, block (block means equal the input exactly) or none")
     down.add_argument("--device", default="auto")
     down.add_argument("--no-strict", action="store_true", help="warn instead of failing on a "
                       "cadence or grid-spacing mismatch")

@@ -25,10 +25,41 @@ from typing import Any, Mapping, Optional
 
 from .checks import finite_float, positive_int
 
-__all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES"]
+__all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES", "inference_mass_conservation"]
 
 #: Allowed values of :attr:`SRConfig.mass_conservation`.
 MASS_CONSERVATION_MODES: tuple[Optional[str], ...] = ("tile", "block", None)
+
+
+
+def inference_mass_conservation(config: "SRConfig", requested: Optional[str] = "auto") -> Optional[str]:
+    """The mass-conservation mode a prediction uses.
+
+    Parameters
+    ----------
+    config
+        The model's :class:`SRConfig` (its ``mass_conservation`` is the training mode).
+    requested
+        ``"auto"`` (default): the model's mode, except ``"block"`` when ``S = 1`` (the LR
+        input then gives every pixel's block mean exactly, so any other output is known
+        to be wrong); ``"tile"``, ``"block"`` (every ``T x S x S`` block of the output
+        averages to its LR value exactly) or ``None`` (no conservation, only a clamp at 0).
+
+    Returns
+    -------
+    str or None
+
+    Raises
+    ------
+    ValueError
+        An unknown mode (the message lists the allowed ones).
+    """
+    if isinstance(requested, str) and requested == "auto":
+        return "block" if config.S == 1 else config.mass_conservation
+    if requested not in MASS_CONSERVATION_MODES:
+        raise ValueError(f"mass_conservation must be 'auto', 'tile', 'block' or None, got {requested!r}")
+    return requested
+
 
 #: The preprint's values (Table 2) for its four pairs ``(S, T)``.
 #: ``beta_max`` of (10, 3) and (25, 6) and the thresholds of (1, 3) and (10, 1) are not

@@ -52,6 +52,7 @@ def downscale(
     eta: float = 0.0,
     tile_size: Optional[int] = None,
     overlap: Optional[int] = None,
+    mass_conservation: Optional[str] = "auto",
 ) -> xr.DataArray | xr.Dataset:
     """Downscale LR precipitation to an HR ensemble, lazily (dask) and chunk-invariantly.
 
@@ -111,6 +112,11 @@ def downscale(
     overlap
         Tile overlap in LR pixels; default ``tile_size / S // 4`` (at least 1 when the
         tile has more than one LR pixel).
+    mass_conservation
+        ``"auto"`` (default): the model's training mode, and ``"block"`` for ``S = 1``
+        models; ``"block"``: every member's ``T x S x S`` block means equal the input
+        exactly (``coarsen_perfect(out, S, T)`` gives the input back; the tile blending
+        keeps it); ``"tile"``: the preprint's per-tile rescaling; ``None``: none.
 
     Returns
     -------
@@ -143,7 +149,8 @@ def downscale(
     opts = build_options(obj, model, n_members, topography=topography, sampler=sampler,
                          steps=steps, seed=seed, device=device, batch_size=batch_size,
                          context=context, strict=strict, dims=dims, eta=eta,
-                         tile_size=tile_size, overlap=overlap)
+                         tile_size=tile_size, overlap=overlap,
+                         mass_conservation=mass_conservation)
     return _downscale_object(obj, dims, opts)
 
 
@@ -159,11 +166,12 @@ def downscale_mean(
     dims: Optional[Mapping[str, Hashable]] = None,
     tile_size: Optional[int] = None,
     overlap: Optional[int] = None,
+    mass_conservation: Optional[str] = "auto",
 ) -> xr.DataArray | xr.Dataset:
     """The deterministic stage alone: the conditional mean ``D``, lazily, on the HR grid.
 
-    The preprint's "deterministic" model (``U_det`` with the model's mass conservation,
-    no diffusion) through the same tiles, blending, halo, chunking and checks as
+    The preprint's "deterministic" model (``U_det`` with mass conservation, no
+    diffusion) through the same tiles, blending, halo, chunking and checks as
     :func:`downscale`: one smooth field, no tile seams, no members. Use it as the
     ensemble's best single estimate or to compare with it (e.g. the demo's "deterministic
     mean" panel); it is **not** the mean of the ensemble members, which also carries the
@@ -171,7 +179,7 @@ def downscale_mean(
 
     Parameters
     ----------
-    obj, model, topography, device, context, strict, dims, tile_size, overlap
+    obj, model, topography, device, context, strict, dims, tile_size, overlap, mass_conservation
         As for :func:`downscale`.
     batch_size
         Samples (tile x LR step) per network call; ``None``: automatic, as for
@@ -192,7 +200,8 @@ def downscale_mean(
     opts = build_options(obj, model, 1, topography=topography, sampler=DEFAULT_SAMPLER,
                          steps=None, seed=0, device=device, batch_size=batch_size,
                          context=context, strict=strict, dims=dims, eta=0.0,
-                         tile_size=tile_size, overlap=overlap, mean_only=True)
+                         tile_size=tile_size, overlap=overlap, mean_only=True,
+                         mass_conservation=mass_conservation)
     return _downscale_object(obj, dims, opts)
 
 
@@ -346,7 +355,7 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     run = RunSettings(handle=opts.handle, device=opts.device, S=S, T=T, seed=opts.seed,
                       key=int(key), sampler=opts.sampler, steps=opts.steps, eta=opts.eta,
                       batch_size=opts.batch_size, check_negative=check_negative,
-                      mean_only=opts.mean_only)
+                      mean_only=opts.mean_only, mass_conservation=opts.mass_conservation)
     data = ensemble_graph(ctx, tidx, X.chunks[1], X.chunks[2], topo, run, M, opts.p, opts.overlap)
 
     # coordinates and attributes
@@ -375,10 +384,12 @@ def _call_text(opts: DownscaleOptions) -> str:
     c = opts.model.config
     if opts.mean_only:
         return (f"downscale_mean(S={c.S}, T={c.T}, L={c.L}, context={opts.context!r}, "
-                f"tile_size={opts.p * c.S}, overlap={opts.overlap})")
+                f"tile_size={opts.p * c.S}, overlap={opts.overlap}, "
+                f"mass_conservation={opts.mass_conservation!r})")
     return (f"downscale(S={c.S}, T={c.T}, L={c.L}, n_members={opts.n_members}, sampler={opts.sampler!r}, "
             f"steps={opts.n_steps}, eta={opts.eta:g}, seed={opts.seed}, "
-            f"context={opts.context!r}, tile_size={opts.p * c.S}, overlap={opts.overlap})")
+            f"context={opts.context!r}, tile_size={opts.p * c.S}, overlap={opts.overlap}, "
+            f"mass_conservation={opts.mass_conservation!r})")
 
 
 def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
@@ -406,6 +417,7 @@ def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
         **sampler,
         "xsuperres_tile_size": int(opts.p * c.S),
         "xsuperres_overlap": int(opts.overlap),
+        "xsuperres_mass_conservation": str(opts.mass_conservation),
         **members,
         "xsuperres_context": (
             f"pad: the first {c.L - 1} LR step(s) were downscaled with their missing context "

@@ -64,6 +64,9 @@ class RunSettings:
     mean_only
         The deterministic stage only (:func:`xsuperres.downscale_mean`): one "member",
         the conditional mean ``D`` of every tile (sampler, steps, eta and seed unused).
+    mass_conservation
+        The resolved output mode (``"tile"``, ``"block"`` or None) passed to
+        :meth:`SRModel.predict` / :meth:`SRModel.predict_mean`.
     """
 
     handle: ModelHandle
@@ -78,6 +81,7 @@ class RunSettings:
     batch_size: Optional[int]
     check_negative: bool
     mean_only: bool = False
+    mass_conservation: Optional[str] = "tile"
 
 
 @dataclass(frozen=True)
@@ -236,8 +240,8 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
     ``noise_fn``.
     """
     if run.mean_only:
-        return model.predict_mean(x, topography=topo, device=model.device,
-                                  batch_size=x.shape[0])[:, None]
+        return model.predict_mean(x, topography=topo, device=model.device, batch_size=x.shape[0],
+                                  mass_conservation=run.mass_conservation)[:, None]
     T = model.config.T
     H, W = x.shape[-2] * model.config.S, x.shape[-1] * model.config.S
 
@@ -247,7 +251,8 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
 
     return model.predict(x, topography=topo, n_members=len(members), sampler=run.sampler,
                          steps=run.steps, eta=run.eta, device=model.device,
-                         batch_size=x.shape[0] * len(members), noise_fn=noise_fn)
+                         batch_size=x.shape[0] * len(members), noise_fn=noise_fn,
+                         mass_conservation=run.mass_conservation)
 
 
 def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,

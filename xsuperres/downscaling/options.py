@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import xarray as xr
 
 from ..checks import finite_float, positive_int
+from ..config import inference_mass_conservation
 from ..checks import seed as check_seed
 from ..dims import find_dims
 from .workers import ModelHandle, handle_for, resolve_model
@@ -80,6 +81,9 @@ class DownscaleOptions:
     mean_only
         :func:`xsuperres.downscale_mean`: the deterministic stage only (``n_members`` is
         1 and the sampler settings are not used).
+    mass_conservation
+        The resolved output mode (:func:`~xsuperres.config.inference_mass_conservation`):
+        ``"tile"``, ``"block"`` or None.
     """
 
     model: Any
@@ -98,6 +102,7 @@ class DownscaleOptions:
     overlap: int
     topography: Any = None
     mean_only: bool = False
+    mass_conservation: Optional[str] = "tile"
 
 
 def default_tile_size(config: Any) -> int:
@@ -145,6 +150,7 @@ def build_options(
     tile_size: Optional[int],
     overlap: Optional[int],
     mean_only: bool = False,
+    mass_conservation: Optional[str] = "auto",
 ) -> DownscaleOptions:
     """Check the arguments of :func:`xsuperres.downscale` and resolve the model.
 
@@ -154,6 +160,7 @@ def build_options(
     """
     m = resolve_model(model)
     c = m.config
+    mode = inference_mass_conservation(c, mass_conservation)
     M = positive_int(n_members, "n_members")
     if M > MAX_MEMBERS:
         raise ValueError(
@@ -202,4 +209,5 @@ def build_options(
     return DownscaleOptions(
         model=m, handle=handle_for(m), n_members=M, seed=int(seed), sampler=sampler, steps=steps,
         n_steps=n_steps, eta=float(eta), device=device, batch_size=batch_size, context=context,
-        strict=strict, p=p, overlap=o, topography=topography, mean_only=bool(mean_only))
+        strict=strict, p=p, overlap=o, topography=topography, mean_only=bool(mean_only),
+        mass_conservation=mode)

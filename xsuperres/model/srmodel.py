@@ -30,6 +30,7 @@ This module imports torch and numpy only (no xarray, dask or pooch).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -41,7 +42,7 @@ from torch import nn
 
 from ..checks import positive_int
 from ..checks import seed as check_seed
-from ..config import SRConfig
+from ..config import SRConfig, inference_mass_conservation
 from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage
 from ..nn.diffusion import LinearSchedule, check_sampler, sample
 from ..nn.samplers import DEFAULT_SAMPLER
@@ -223,16 +224,26 @@ class SRModel(nn.Module):
         """
         return prepare_inputs(self.config, self.normalization, lr, topography)
 
+    def _output_config(self, mass_conservation: Optional[str]) -> SRConfig:
+        """The config with the mass-conservation mode of this prediction
+        (:func:`~xsuperres.config.inference_mass_conservation`)."""
+        mode = inference_mass_conservation(self.config, mass_conservation)
+        if mode == self.config.mass_conservation:
+            return self.config
+        return dataclasses.replace(self.config, mass_conservation=mode)
+
     def _mean(
-        self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float
+        self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float,
+        config: Optional[SRConfig] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Deterministic stage on ``x (n, L, h, w)`` mm/h -> ``(D, BI(x_n(L)), x[t]/cap)``.
 
         Normalizes the inputs for :func:`~xsuperres.nn.denoiser.mean_stage`: the network
         sees ``x_n`` (capped unless ``config.clip`` is ``False``) but the MC target
         ``x[t] / cap`` is never capped, so the output keeps the LR mass above the cap too.
+        ``config``: the output settings (:meth:`_output_config`); default the model's.
         """
-        c = self.config
+        c = self.config if config is None else config
         xn = normalize_precip(x, cap, clip=c.clip)
         target = x[:, -1] / cap
         n, _, h, w = xn.shape
@@ -245,11 +256,11 @@ class SRModel(nn.Module):
         return D, context, target
 
     def _mean_batches(self, x_all: np.ndarray, topo_all: Optional[np.ndarray], size: int,
-                      dev: torch.device, cap: float):
+                      dev: torch.device, cap: float, config: SRConfig):
         """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at a time."""
         for s0 in range(0, x_all.shape[0], size):
             x = torch.from_numpy(x_all[s0 : s0 + size]).to(dev)
-            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap))
+            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config))
 
     def _run(self, device: DeviceLike) -> tuple[torch.device, bool]:
         dev = resolve_device(device)
@@ -265,6 +276,8 @@ class SRModel(nn.Module):
         topography: Optional[ArrayLike] = None,
         device: DeviceLike = "auto",
         batch_size: Optional[int] = None,
+        *,
+        mass_conservation: Optional[str] = "auto",
     ) -> np.ndarray:
         """Deterministic-only prediction ``cap * D`` (the preprint's "deterministic" model).
 
@@ -280,13 +293,17 @@ class SRModel(nn.Module):
             ``"auto"`` (CUDA if available, else CPU), or a torch device.
         batch_size
             Samples per network call (default 16).
+        mass_conservation
+            ``"auto"`` (default: the model's mode, ``"block"`` when ``S = 1``), ``"tile"``,
+            ``"block"`` (the output's ``T x S x S`` block means equal ``lr[..., -1, :, :]``
+            exactly) or ``None``; see :func:`xsuperres.config.inference_mass_conservation`.
 
         Returns
         -------
         numpy.ndarray
             float32, shape ``(..., T, h S, w S)``, mm/h, non-negative.
         """
-        c = self.config
+        c = self._output_config(mass_conservation)
         cap = self._cap()
         lead, x_all, topo_all = self._prepare(lr, topography)
         N, _, h, w = x_all.shape
@@ -296,7 +313,7 @@ class SRModel(nn.Module):
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
-                for s0, D, _, _ in self._mean_batches(x_all, topo_all, bs, dev, cap):
+                for s0, D, _, _ in self._mean_batches(x_all, topo_all, bs, dev, cap, c):
                     out[s0 : s0 + bs] = (D * cap).cpu().numpy()
         finally:
             self.train(was_training)
@@ -318,6 +335,7 @@ class SRModel(nn.Module):
         noise_keys: Optional[ArrayLike] = None,
         spacing: Optional[str] = None,
         noise_fn: Optional[Callable[[int, int, int], ArrayLike]] = None,
+        mass_conservation: Optional[str] = "auto",
     ) -> np.ndarray:
         """Sample an ensemble of HR sequences for each LR context.
 
@@ -369,6 +387,9 @@ class SRModel(nn.Module):
         spacing
             Timestep spacing for ``"ddim"``/``"dpmpp_2m"`` (``"linear"`` or ``"logsnr"``);
             ``None``: the sampler's default.
+        mass_conservation
+            As for :meth:`predict_mean`; applied to the deterministic mean and to every
+            member (``"block"``: each member's block means equal the input exactly).
 
         Returns
         -------
@@ -387,7 +408,7 @@ class SRModel(nn.Module):
         target is the uncapped ``x[t] / cap``, so with ``mass_conservation="block"`` and
         ``threshold = 0`` the coarsened output gives back ``x[t]`` even above the cap.
         """
-        c = self.config
+        c = self._output_config(mass_conservation)
         cap = self._cap()
         M = positive_int(n_members, "n_members")
         seed = check_seed(seed)
@@ -413,7 +434,7 @@ class SRModel(nn.Module):
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
-                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap):
+                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap, c):
                     lr_up = context[:, -1:]
                     items = [(i, m) for i in range(D.shape[0]) for m in range(M)]
                     for b0 in range(0, len(items), bs):

@@ -1,34 +1,39 @@
 """Mass conservation between an LR frame and the T HR frames predicted for its block.
 
-Implements the optional output transform of the preprint (Eq. 1, section 5.1)::
+Implements the optional output transform of the preprint (Eq. 1, section 5.1) and an
+exact per-block variant. With ``F(u) = u ** p`` and ``r_a(u) = max(0, u - a)``:
 
-    D = r_a(MC(F(r_a(z)), x)),   F(u) = u ** p,   r_a(u) = max(0, u - a)
+``mode="tile"`` (the preprint's Eq. 1)
+    ``D = r_a(MC(F(r_a(z)), x))`` with one factor per tile, so that the ``T`` frames of
+    the tile sum to ``T S^2 sum_{p,q} x[p, q]`` (before the final ``r_a``).
+``mode="block"`` (exact: ``coarsen(D, S, T) == x``)
+    ``D = MC_block(F(r_a(z)), x)``: one factor per LR pixel, so that every
+    ``T x S x S`` block sums to ``T S^2 x[n, m]``. The threshold and exponent act
+    *within each block*: values of ``z`` below ``a`` are dry before the block is
+    rescaled, and no shift follows the rescaling (a final ``r_a`` would remove
+    ``a`` per wet pixel and break the equality). A block whose ``F(r_a(z))`` sums to
+    zero while ``x[n, m] > 0`` (the network put no rain where the input has some)
+    takes ``x[n, m]`` uniformly (the nearest-neighbour / persistence value), so the
+    equality holds for every block with ``x >= 0``.
 
-``MC`` rescales non-negative frames so that their total matches the LR-implied total.
-Two granularities are offered:
-
-``mode="tile"``
-    The preprint's Eq. 1: one factor per tile, so that the ``T`` frames of the tile
-    sum to ``T S^2 sum_{p,q} x[p, q]``.
-``mode="block"``
-    One factor per LR pixel: every ``T x S x S`` block sums to ``T S^2 x[n, m]``, so
-    that ``coarsen(D, S, T) == x`` (the perfect-model coarsening gives back the input).
-
-Conservation caveats (all documented behaviour, not bugs):
+Conservation caveats of ``mode="tile"`` (documented behaviour, not bugs):
 
 * **Final threshold.** ``r_a`` *shifts* values by ``a`` (it is not a hard cut-off),
   so for ``a > 0`` the output total is the conserved total minus ``a`` for every
   pixel above ``a`` and minus the mass of the pixels below ``a``. When no pixel of the
   rescaled field lies below ``a``, the output total is exactly
-  ``T S^2 x - a * (number of pixels)``. Exact conservation needs ``a = 0``.
-* **Zero denominator.** If ``F(r_a(z))`` sums to zero over a tile/block (the
-  prediction is zero there after the first threshold), only the ReLUs are applied, as
-  in the preprint; the output is then zero there and the mass of that tile/block is
-  *not* conserved when the LR value is positive.
+  ``T S^2 x - a * (number of pixels)``.
+* **Zero denominator.** If ``F(r_a(z))`` sums to zero over a tile, only the ReLUs are
+  applied, as in the preprint; the output is then zero there and the mass of that tile
+  is *not* conserved when the LR values are positive.
+
+Both modes:
+
 * **NaN.** A NaN in ``z`` propagates to the whole tile/block it belongs to (its
   factor becomes NaN); other tiles/blocks are unaffected. A NaN in ``lr`` does the
-  same, except where the denominator is zero (the output stays zero there).
-* **Negative LR values** give a negative factor, which the final ReLU turns into zero.
+  same (in tile mode except where the denominator is zero: the output stays zero there).
+* **Negative LR values** give a negative factor (or a negative fill), which the final
+  clamp at zero turns into zero.
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ def mass_conserve(
     threshold: float = 0.0,
     mode: Optional[str] = "tile",
 ) -> torch.Tensor:
-    """Mass-conserving output transform ``r_a(MC(F(r_a(z)), x))``.
+    """Mass-conserving output transform: ``r_a(MC(F(r_a(z)), x))`` per tile or
+    ``MC_block(F(r_a(z)), x)`` per block (exact).
 
     Parameters
     ----------
@@ -112,18 +118,20 @@ def mass_conserve(
         Exponent ``p > 0`` of ``F(u) = u ** p``.
     threshold
         ``a >= 0`` of the thresholded ReLU ``r_a(u) = max(0, u - a)``, applied before
-        ``F`` and after ``MC``.
+        ``F`` (and, in tile mode only, after ``MC``).
     mode
         ``"tile"`` (the preprint's Eq. 1, one factor per tile), ``"block"`` (one
-        factor per LR pixel) or ``None`` (no transform at all: only the final
-        non-negativity ``z.clamp(min=0)``; ``power`` and ``threshold`` are ignored).
+        factor per LR pixel, exact for any ``a`` and dry predictions) or ``None`` (no
+        transform at all: only the final non-negativity ``z.clamp(min=0)``; ``power``
+        and ``threshold`` are ignored).
 
     Returns
     -------
     torch.Tensor
-        Shape ``(..., T, H, W)``, non-negative (or NaN where the input is NaN). With
-        ``a = 0`` and a positive denominator the totals are exactly conserved (see
-        the module notes for thresholds, zero denominators and NaN).
+        Shape ``(..., T, H, W)``, non-negative (or NaN where the input is NaN). Block
+        mode: every ``T x S x S`` block averages to its ``lr`` value (``lr >= 0``).
+        Tile mode: totals conserved for ``a = 0`` and a positive denominator (see the
+        module notes for thresholds, zero denominators and NaN).
 
     Notes
     -----
@@ -155,12 +163,17 @@ def mass_conserve(
         num = T * S * S * lr.sum(dim=(-2, -1), keepdim=True)  # (..., 1, 1, 1)
         den = f.sum(dim=(-3, -2, -1), keepdim=True)
         scale = _safe_ratio(num, den)
-    else:
-        num = T * S * S * lr  # (..., 1, h, w)
-        den = block_sum(f, S, T)  # (..., 1, h, w)
-        scale = _safe_ratio(num, den)
-        scale = scale.repeat_interleave(S, dim=-2).repeat_interleave(S, dim=-1)
-    return torch.clamp(f * scale - threshold, min=0)
+        return torch.clamp(f * scale - threshold, min=0)
+    num = T * S * S * lr  # (..., 1, h, w)
+    den = block_sum(f, S, T)  # (..., 1, h, w)
+    scale = _up(_safe_ratio(num, den), S)
+    fill = _up(torch.where(den == 0, lr, torch.zeros_like(lr)), S)  # dry prediction, wet x
+    return torch.clamp(f * scale + fill, min=0)
+
+
+def _up(a: torch.Tensor, S: int) -> torch.Tensor:
+    """Nearest-neighbour repeat of the last two axes by ``S``."""
+    return a.repeat_interleave(S, dim=-2).repeat_interleave(S, dim=-1)
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

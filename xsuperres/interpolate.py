@@ -1,7 +1,10 @@
-"""Interpolation baselines on xarray objects: bicubic and nearest-neighbour.
+"""Interpolation baselines on xarray objects: bicubic / nearest in space, persistence /
+linear / motion-compensated in time.
 
-Each HR frame of a block takes the block's LR frame, upsampled in space (the
-preprint's baselines). These are the reference points every learned model is scored against.
+By default each HR frame of a block takes the block's LR frame, upsampled in space (the
+preprint's baselines). ``time_method="linear"`` or ``"motion"`` interpolates between LR
+steps first (:mod:`xsuperres.temporal`: the temporal peers of ``T > 1`` models). These are
+the reference points every learned model is scored against.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .checks import positive_int
 from .dims import find_dims
 from .grid import refine_2d_coords, refine_coordinate, refine_time
 from .nn.interp import upsample
+from .temporal import TIME_METHODS, upsample_in_time
 from .validate import check_time_coordinate, label_of, precipitation_input
 
 __all__ = ["interpolate", "hr_template_coords", "baseline_input", "on_hr_grid"]
@@ -85,13 +89,15 @@ def baseline_input(lr: xr.DataArray, S: int, T: int, dims: Mapping[str, Hashable
 
 
 def on_hr_grid(spatial: xr.DataArray, lr: xr.DataArray, T: int, found: Mapping[str, Hashable],
-               coords: Mapping[Hashable, xr.Variable], lead: tuple[str, ...] = ()) -> xr.DataArray:
+               coords: Mapping[Hashable, xr.Variable], lead: tuple[str, ...] = (),
+               repeat: bool = True) -> xr.DataArray:
     """A baseline's spatially upsampled frames (HR axes ``__<y>_hr``, ``__<x>_hr``) on the
-    HR grid: each LR step repeated ``T`` times, the input's dimension order after ``lead``,
-    the HR coordinates, the input's grid-mapping encoding."""
+    HR grid: each LR step repeated ``T`` times (``repeat=False``: the time axis already has
+    the HR steps), the input's dimension order after ``lead``, the HR coordinates, the
+    input's grid-mapping encoding."""
     tdim, ydim, xdim = found["time"], found["y"], found["x"]
     spatial = spatial.drop_vars([c for c in spatial.coords if c not in spatial.dims or c == tdim])
-    repeated = spatial.isel({tdim: np.repeat(np.arange(lr.sizes[tdim]), T)})
+    repeated = spatial.isel({tdim: np.repeat(np.arange(lr.sizes[tdim]), T)}) if repeat else spatial
     out = repeated.rename({f"__{ydim}_hr": ydim, f"__{xdim}_hr": xdim}).transpose(*lead, *lr.dims)
     out = out.drop_vars(list(out.coords)).assign_coords(coords)
     out.encoding = {k: v for k, v in lr.encoding.items() if k == "grid_mapping"}
@@ -104,10 +110,12 @@ def interpolate(
     T: int,
     method: str = "bicubic",
     *,
+    time_method: str = "persistence",
+    flow: str = "proesmans",
     dims: Mapping[str, Hashable] | None = None,
     hr_step: str | None = None,
 ) -> xr.DataArray:
-    """Interpolation baseline: LR frames upsampled by ``S``, each repeated ``T`` times.
+    """Interpolation baseline: LR frames upsampled by ``S`` in space and ``T`` in time.
 
     Parameters
     ----------
@@ -119,6 +127,17 @@ def interpolate(
     method
         ``"bicubic"`` (clamped at 0, as precipitation is non-negative) or
         ``"nearest"`` (conserves each LR block's mean exactly).
+    time_method
+        ``"persistence"`` (default: each LR step repeated ``T`` times), ``"linear"``
+        (between LR step centres; uses the previous and **the following LR step**) or
+        ``"motion"`` (motion-compensated: optical flow and semi-Lagrangian advection
+        between consecutive LR steps; needs pysteps and the following LR step). The
+        linear and motion steps are rescaled so that every block keeps its LR mean
+        (:mod:`xsuperres.temporal`). They need the whole time axis: a dask input is
+        rechunked to one chunk along time.
+    flow
+        Optical-flow method for ``time_method="motion"``: ``"proesmans"`` (default) or
+        ``"LK"`` (needs OpenCV); see :func:`xsuperres.temporal.optical_flow`.
     dims
         Explicit dimension names, as in :func:`xsuperres.find_dims`.
     hr_step
@@ -135,17 +154,22 @@ def interpolate(
     ValueError
         Input refused by :mod:`xsuperres.validate` (raw packed values, missing or
         non-rate units; a time coordinate of strings, or of plain numbers when ``T > 1``
-        and no ``hr_step`` is given); an unknown ``method``.
+        and no ``hr_step`` is given); an unknown ``method`` or ``time_method``.
     """
     S, T = positive_int(S, "S"), positive_int(T, "T")
     if method not in ("bicubic", "nearest"):
         raise ValueError(f"method must be 'bicubic' or 'nearest', got {method!r}")
+    if time_method not in TIME_METHODS:
+        raise ValueError(f"time_method must be one of {TIME_METHODS}, got {time_method!r}")
     lr, found, coords = baseline_input(lr, S, T, dims, hr_step)
-    ydim, xdim = found["y"], found["x"]
+    tdim, ydim, xdim = found["time"], found["y"], found["x"]
     yhr, xhr = f"__{ydim}_hr", f"__{xdim}_hr"
+    frames = lr
+    if time_method != "persistence":
+        frames = _interpolate_in_time(lr, T, time_method, flow, found)
     spatial = xr.apply_ufunc(
         _upsample_numpy,
-        lr,
+        frames,
         kwargs={"S": S, "method": method},
         input_core_dims=[[ydim, xdim]],
         output_core_dims=[[yhr, xhr]],
@@ -154,8 +178,41 @@ def interpolate(
         dask_gufunc_kwargs={"output_sizes": {yhr: lr.sizes[ydim] * S, xhr: lr.sizes[xdim] * S}, "allow_rechunk": True},
         keep_attrs=True,
     )
-    out = on_hr_grid(spatial, lr, T, found, coords)
-    out.attrs = append_history(lr.attrs, f"interpolate(S={S}, T={T}, method={method!r}): baseline")
+    out = on_hr_grid(spatial, lr, T, found, coords, repeat=time_method == "persistence")
+    call = f"interpolate(S={S}, T={T}, method={method!r}, time_method={time_method!r}"
+    call += f", flow={flow!r})" if time_method == "motion" else ")"
+    out.attrs = append_history(lr.attrs, f"{call}: baseline")
     out.attrs.pop("cell_methods", None)
-    out.attrs["comment"] = f"{method} interpolation baseline; each of the T={T} HR steps repeats its LR step"
+    in_time = {"persistence": f"each of the T={T} HR steps repeats its LR step",
+               "linear": f"the T={T} HR steps interpolate linearly between LR step centres, "
+                         "rescaled to keep each LR step's mean",
+               "motion": f"the T={T} HR steps are motion-compensated ({flow} optical flow, "
+                         "semi-Lagrangian advection) between LR steps, rescaled to keep each "
+                         "LR step's mean"}[time_method]
+    out.attrs["comment"] = f"{method} interpolation baseline in space; {in_time}"
     return out
+
+
+def _interpolate_in_time(lr: xr.DataArray, T: int, time_method: str, flow: str,
+                         found: Mapping[str, Hashable]) -> xr.DataArray:
+    """``lr`` with its time axis replaced by the ``n T`` HR steps of ``time_method``
+    (:func:`xsuperres.temporal.upsample_in_time`), float32, lazy on dask input."""
+    tdim, ydim, xdim = found["time"], found["y"], found["x"]
+
+    def run(a: np.ndarray) -> np.ndarray:
+        lead = a.shape[:-3]
+        flat = a.reshape((-1,) + a.shape[-3:])
+        kw = {"flow": flow} if time_method == "motion" else {}
+        out = [upsample_in_time(f, T, time_method, **kw) for f in flat]
+        return np.stack(out).astype(np.float32).reshape(lead + (a.shape[-3] * T,) + a.shape[-2:])
+
+    return xr.apply_ufunc(
+        run, lr,
+        input_core_dims=[[tdim, ydim, xdim]],
+        output_core_dims=[[f"__{tdim}_hr", ydim, xdim]],
+        dask="parallelized",
+        output_dtypes=[np.float32],
+        dask_gufunc_kwargs={"output_sizes": {f"__{tdim}_hr": lr.sizes[tdim] * T},
+                            "allow_rechunk": True},
+        keep_attrs=True,
+    ).rename({f"__{tdim}_hr": tdim})

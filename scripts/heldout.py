@@ -4,7 +4,9 @@ Not part of the package. ``validation_arrays`` turns the validation records of a
 :class:`~xsuperres.training.data.TrainingData` into raw (uncapped, mm/h) LR contexts and
 HR truths; ``rainfarm_members`` gives RainFARM's members for the same samples (the whole
 LR frame of the event downscaled, then the tile cut out: a spectral method needs a
-field, not a 4 x 4 tile); ``scores`` pools the frames of all samples into the metrics of
+field, not a 4 x 4 tile); ``temporal_peer`` gives the persistence / linear /
+motion-compensated interpolation in time of the same samples (the whole LR sequence of the
+event interpolated, then the tile cut out); ``scores`` pools the frames of all samples into the metrics of
 :mod:`xsuperres.metrics`; ``table`` formats the results.
 """
 
@@ -69,6 +71,33 @@ def rainfarm_members(td, members: int, seed: int, records=None) -> np.ndarray:
                 cache[key] = rainfarm_frame(lr_raw[e][t], S, member_seed(seed, m, t))
             ens.append(np.repeat(cache[key][None, tile.yslice, tile.xslice], T, axis=0))
         out.append(np.stack(ens))
+    return np.stack(out)
+
+
+def temporal_peer(td, method: str, records=None) -> np.ndarray:
+    """Temporal peer ``method`` (:data:`xsuperres.temporal.TIME_METHODS`) of the validation
+    samples, ``(N, 1, T, H, W)`` in mm/h.
+
+    The event's whole raw LR sequence is interpolated in time on the LR grid
+    (:func:`xsuperres.temporal.upsample_in_time`: ``"linear"`` and ``"motion"`` use the
+    previous and the following LR step), upsampled by nearest neighbour in space (every
+    block keeps its LR mean), and the sample's tile and block are cut out.
+    """
+    from xsuperres.temporal import upsample_in_time
+
+    S, T = td.config.S, td.config.T
+    lr_raw = lr_fields(td)
+    cache: dict[int, np.ndarray] = {}
+    out = []
+    for e, k, t in (td.valid.records if records is None else records):
+        e, k, t = int(e), int(k), int(t)
+        if e not in cache:
+            cache[e] = upsample_in_time(lr_raw[e], T, method).astype(np.float32)
+        tile = td.split.tiles[e][k]
+        ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
+        xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
+        block = cache[e][t * T:(t + 1) * T, ys, xs]
+        out.append(np.repeat(np.repeat(block, S, axis=-2), S, axis=-1)[None])
     return np.stack(out)
 
 

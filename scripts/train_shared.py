@@ -25,8 +25,10 @@ What it does
 4. Evaluates on the validation samples (validation tiles of every event): bicubic
    interpolation of the tile's last LR frame (``xsuperres.nn.baselines.bicubic_baseline``),
    nearest neighbour (``nearest_baseline``: every HR frame of the block is the LR frame),
-   RainFARM (pysteps, ``--members`` members; the event's whole LR frame downscaled, then
-   the tile cut out; ``--no-rainfarm`` skips it), the EDSR baseline trained on the same
+   for ``T > 1`` the temporal peers linear and motion-compensated interpolation in time
+   (``heldout.temporal_peer``: they use the following LR step, which the model does not
+   see), RainFARM (pysteps, ``--members`` members; the event's whole LR frame downscaled,
+   then the tile cut out; ``--no-rainfarm`` skips it and the motion peer), the EDSR baseline trained on the same
    samples with the mean stage's protocol (``--edsr-epochs N``; 0, the default, skips it),
    the deterministic-only model (``SRModel.predict_mean``) and the full model
    (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``), with
@@ -68,7 +70,8 @@ from xsuperres.training.edsr import train_edsr
 from xsuperres.training.loop import fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout import heldout_figure, rainfarm_members, scores, table, validation_arrays  # noqa: E402
+from heldout import (heldout_figure, rainfarm_members, scores, table, temporal_peer,  # noqa: E402
+                     validation_arrays)
 
 FILES = ("knmi_2010-08-26_5min.nc", "mch_20160711_5min.nc", "mch_20170131_5min.nc",
          "fmi_2016-09-28_5min.nc")
@@ -218,6 +221,13 @@ def main(argv=None) -> int:
     timing["bicubic"] = time.perf_counter() - t0
     near = nearest_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
     results["nearest"] = scores(near[:, None], truth)
+    if args.T > 1:  # the temporal peers (they use the following LR step: see heldout.py)
+        results["linear in time"] = scores(temporal_peer(td, "linear", records), truth)
+        if not args.no_rainfarm:  # pysteps, like RainFARM
+            t0 = time.perf_counter()
+            results["motion-compensated (Proesmans flow)"] = scores(
+                temporal_peer(td, "motion", records), truth)
+            timing["motion"] = time.perf_counter() - t0
     if not args.no_rainfarm:
         t0 = time.perf_counter()
         rf = rainfarm_members(td, args.members, args.seed, records=records)

@@ -67,6 +67,20 @@ def test_rainfarm_members_are_the_public_rainfarm_cut_to_the_tile(td):
                                    rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["linear", "motion"])
+def test_temporal_peer_is_the_public_interpolate_cut_to_the_tile(td, method):
+    pytest.importorskip("pysteps")
+    data, b = td
+    got = heldout.temporal_peer(data, method)
+    lr = xs.coarsen_perfect(b, S, T)
+    ref = xs.interpolate(lr, S, T, "nearest", time_method=method).values
+    assert got.shape == (len(data.valid.records), 1, T, 16, 16)
+    for i, (e, k, t) in enumerate(data.valid.records):
+        tile = data.split.tiles[1][int(k)]
+        np.testing.assert_allclose(got[i, 0], ref[t * T:(t + 1) * T, tile.yslice, tile.xslice],
+                                   rtol=1e-4, atol=1e-5)
+
+
 def test_scores_of_a_perfect_and_a_shifted_ensemble():
     rng = np.random.default_rng(0)
     truth = rng.gamma(0.5, 2.0, (3, 2, 8, 8)).astype(np.float32)

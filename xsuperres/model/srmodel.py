@@ -112,6 +112,9 @@ class SRModel(nn.Module):
         self.schedule = LinearSchedule(config.beta_max, config.beta_min, config.J)
         self.normalization = self._check_normalization(normalization)
         self.metadata: dict[str, Any] = dict(metadata) if metadata is not None else {}
+        #: the model card (``card.json``) of a pretrained model, set by
+        #: :func:`xsuperres.load_model`; None otherwise
+        self.card: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ properties
     def _check_normalization(self, norm: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -183,13 +186,23 @@ class SRModel(nn.Module):
         n = self.n_parameters
         cap = self.normalization.get("cap")
         cap_s = "unset" if cap is None else f"{cap:g} mm/h"
+        name = self.metadata.get("pretrained_name") or self.metadata.get("name")
         return (
-            f"SRModel(S={c.S}, T={c.T}, L={c.L}, preset={c.preset!r}"
+            f"SRModel({'' if not name else repr(str(name)) + ', '}S={c.S}, T={c.T}, L={c.L}, "
+            f"time_step={self.metadata.get('time_step') or c.time_step!r}, preset={c.preset!r}"
             f"{'' if c.attention else ', attention=False'}, "
             f"mass_conservation={c.mass_conservation!r}, "
             f"params={n['total'] / 1e6:.2f}M (mean {n['mean_net'] / 1e6:.2f}M + "
             f"diffusion {n['diffusion_net'] / 1e6:.2f}M), cap={cap_s})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: factors, what the model was trained for, sampler defaults,
+        sizes, normalization, mass conservation, training data and held-out scores
+        (:func:`xsuperres.model.display.model_html`)."""
+        from .display import model_html
+
+        return model_html(self)
 
     def check_factors(self, S: int, T: int) -> None:
         """Raise ``ValueError`` unless ``(S, T)`` are the factors this model was trained for.

@@ -121,6 +121,9 @@ def parse(argv=None) -> argparse.Namespace:
                    help="SRConfig(clip=False): the cap only scales, nothing is clipped")
     p.add_argument("--no-attention", action="store_true", help="ablation: no attention blocks")
     p.add_argument("--no-mc", action="store_true", help="ablation: no mass conservation")
+    p.add_argument("--mass-conservation", choices=("tile", "block"), default="tile",
+                   help="mass conservation in training and in the model (tile: the preprint's "
+                        "Eq. 1; block: exact per LR pixel)")
     p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
     p.add_argument("--edsr-epochs", type=int, default=0,
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
@@ -144,7 +147,7 @@ def training_data(events: list[xr.DataArray], args: argparse.Namespace):
     """Tiles, fold ``--fold`` of 4 and samples of the run (every ``--stride``-th kept)."""
     cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size,
                           clip=not args.no_clip, attention=not args.no_attention,
-                          mass_conservation=None if args.no_mc else "tile")
+                          mass_conservation=None if args.no_mc else args.mass_conservation)
     held = None if args.valid_event is None else [args.valid_event]
     td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed,
                              valid_events=held)

@@ -91,6 +91,30 @@ class STSRArrayAccessor(STSRAccessor):
         return interpolate(self._obj, S, T, method, **kwargs)
 
 
+    def plot_members(self, truth: xr.DataArray | None = None, **kwargs):
+        """Panels of ``truth``, an optional ``mean=`` and the first members of this ensemble;
+        see :func:`xsuperres.plot.plot_members`. Returns the matplotlib Figure."""
+        from .plot import plot_members
+
+        return plot_members(self._obj, truth, **kwargs)
+
+    def plot_pit(self, truth: xr.DataArray, **kwargs):
+        """PIT histogram of this ensemble against ``truth``; see :func:`xsuperres.plot.plot_pit`."""
+        from .plot import plot_pit
+
+        return plot_pit(self._obj, truth, **kwargs)
+
+    def plot_spectra(self, truth: xr.DataArray | None = None, others=None, **kwargs):
+        """Power spectra of this field (all members pooled), ``truth`` and ``others``
+        (``{name: DataArray}``, e.g. bicubic); see :func:`xsuperres.plot.plot_spectra`."""
+        from .plot import plot_spectra
+
+        name = "members" if "member" in self._obj.dims else str(self._obj.name or "field")
+        fields = {} if truth is None else {"truth": truth}
+        fields.update({name: self._obj, **dict(others or {})})
+        return plot_spectra(fields, **kwargs)
+
+
 class STSRDatasetAccessor(STSRAccessor):
     """``Dataset.stsr``: the shared verbs, and the single-field ones mapped over its
     precipitation variables."""

@@ -162,7 +162,7 @@ def interpolate(
     if time_method not in TIME_METHODS:
         raise ValueError(f"time_method must be one of {TIME_METHODS}, got {time_method!r}")
     lr, found, coords = baseline_input(lr, S, T, dims, hr_step)
-    tdim, ydim, xdim = found["time"], found["y"], found["x"]
+    ydim, xdim = found["y"], found["x"]
     yhr, xhr = f"__{ydim}_hr", f"__{xdim}_hr"
     frames = lr
     if time_method != "persistence":

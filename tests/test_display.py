@@ -98,3 +98,17 @@ def test_pretrained_models_carry_their_card():
     page = parse(m._repr_html_())
     methods = [r[0] for r in page.rows if len(r) == 5][1:]
     assert methods == list(m.card["scores"])
+
+
+def test_card_travels_with_save_and_load(model, tmp_path):
+    model.card = {"summary": "a card", "scores": {"nearest": {"crps": 0.3}}}
+    try:
+        d = model.save(tmp_path / "m")
+    finally:
+        model.card = None
+    assert SRModel.load(d).card == {"summary": "a card", "scores": {"nearest": {"crps": 0.3}}}
+    assert SRModel.load(model.save(tmp_path / "plain")).card is None  # no card, no file
+    assert not (tmp_path / "plain" / "card.json").exists()
+    (d / "card.json").write_text("{not json")
+    with pytest.raises(xs.ModelFileError, match="card.json is not valid JSON"):
+        SRModel.load(d)

@@ -44,7 +44,6 @@ Maintainers register new models with :func:`make_registry` (or
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -313,8 +312,6 @@ class ModelRegistry:
         d = self.fetch(name, base_url=base_url, cache=cache, progress=progress)
         model = SRModel.load(d, device=device)
         model.metadata.setdefault("pretrained_name", name)
-        if (d / "card.json").is_file():  # verified against the registry by fetch
-            model.card = json.loads((d / "card.json").read_text(encoding="utf-8"))
         return model
 
     def card(self, name: str, **kwargs) -> str:

@@ -46,6 +46,8 @@ BINDING_KEY = "config_sha256"
 #: (which covers the binding) and purely informational version strings.
 UNBOUND_KEYS = ("tensors_sha256", "xsuperres_version", "torch_version")
 WEIGHTS_FILE = "model.safetensors"
+#: the optional model card (JSON) written by ``save`` when ``model.card`` is set
+CARD_FILE = "card.json"
 CONFIG_FILE = "config.json"
 
 
@@ -204,6 +206,9 @@ def save_srmodel(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    if getattr(model, "card", None) is not None:
+        card = _jsonable(model.card, "card")
+        (d / CARD_FILE).write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     return d
 
 
@@ -319,4 +324,10 @@ def load_srmodel(
         raise ModelFileError(f"{wpath} is not a readable safetensors file: {e}") from None
     model.load_state_dict(state, strict=True)
     model.eval()
+    cpath_card = d / CARD_FILE
+    if cpath_card.is_file():
+        try:
+            model.card = json.loads(cpath_card.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ModelFileError(f"{cpath_card} is not valid JSON: {e}") from None
     return model.to(resolve_device(device))

@@ -531,6 +531,11 @@ class SRModel(nn.Module):
             ``normalization``, ``metadata`` and ``tensors_sha256``, the SHA-256 of
             ``model.safetensors`` (which covers ``config_sha256``).
 
+        ``card.json`` (only when :attr:`card` is set)
+            The model card: free-form JSON (summary, data, held-out scores), read back
+            into :attr:`card` by :meth:`load` and shown by the notebook display. Not
+            bound to the weights (a registry hashes it like every file).
+
         The two files are thus bound to each other: :meth:`load` rejects a directory
         where either was edited. Existing files are replaced atomically.
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The shipped (1, 3) model against the temporal peers, through the public xarray API.
 
-For each of the four shared 5-min events: the wettest 120 x 120 km corner box *outside* the
-shipped model's training crop (rows and columns 120:280 of every event), the wettest run of
+For each of the four shared 5-min events: the wettest 120 x 120 km (100 x 100 km for S = 25)
+corner box *outside* the shipped model's training crop (rows and columns 120:280 of every event), the wettest run of
 ``--blocks`` consecutive 15-min blocks in it. Scored with :mod:`xsuperres.metrics` against
 the 5-min truth (NaN filled with 0):
 
@@ -14,7 +14,8 @@ the 5-min truth (NaN filled with 0):
   ``mass_conservation="block"`` (the default ``"auto"`` at S = 1) and ``"tile"`` (the
   mode it was trained with and that its card's scores used).
 
-The boxes are outside the training crop, but the days are training days (the shipped
+``--model`` picks another shipped model (the peers then use its S and T; for T = 1 only
+persistence, i.e. nearest neighbour, is scored). The boxes are outside the training crop, but the days are training days (the shipped
 model saw other parts of them): these are **not** scores on unseen days. Also reported:
 the largest difference between the deterministic mean's block means and the LR input
 (mm/h).
@@ -39,8 +40,15 @@ import xsuperres as xs
 from xsuperres import metrics as xm
 
 FILES = ("knmi_2010-08-26_5min", "mch_20160711_5min", "mch_20170131_5min", "fmi_2016-09-28_5min")
-CORNERS = {"NW": (slice(0, 120), slice(0, 120)), "NE": (slice(0, 120), slice(280, 400)),
-           "SW": (slice(280, 400), slice(0, 120)), "SE": (slice(280, 400), slice(280, 400))}
+
+
+def corners(S: int, n: int = 400, crop: tuple[int, int] = (120, 280)) -> dict:
+    """The four corner boxes outside the training crop, sides a multiple of ``S`` (120 km
+    for S = 1 and 10, 100 km for S = 25)."""
+    b = S * (crop[0] // S)
+    return {"NW": (slice(0, b), slice(0, b)), "NE": (slice(0, b), slice(n - b, n)),
+            "SW": (slice(n - b, n), slice(0, b)), "SE": (slice(n - b, n), slice(n - b, n))}
+
 METRICS = ("crps", "mae", "pe99", "lsd", "pitd")
 
 
@@ -50,13 +58,14 @@ def scores(pred: xr.DataArray, truth: xr.DataArray) -> dict:
     return {m: float(getattr(xm, m)(p, truth.values)) for m in METRICS}
 
 
-def event_case(path: Path, L: int, T: int, blocks: int):
+def event_case(path: Path, S: int, L: int, T: int, blocks: int):
     """(HR window with context and one block after, its first scored HR step, box name)."""
     da = xr.open_dataset(path)["precip"].fillna(0.0).astype("float32")
     nb = da.sizes["time"] // T
     da = da.isel(time=slice(0, nb * T)).load()
     best = None
-    for name, (ys, xs_) in CORNERS.items():
+    boxes = corners(S)
+    for name, (ys, xs_) in boxes.items():
         box = da.isel(y=ys, x=xs_)
         lr = box.values.reshape(nb, T, -1).mean(axis=(1, 2))
         for b0 in range(L - 1, nb - blocks):  # L - 1 context blocks before, one block after
@@ -64,7 +73,7 @@ def event_case(path: Path, L: int, T: int, blocks: int):
             if best is None or tot > best[0]:
                 best = (tot, name, b0)
     _, name, b0 = best
-    ys, xs_ = CORNERS[name]
+    ys, xs_ = boxes[name]
     window = da.isel(y=ys, x=xs_, time=slice((b0 - L + 1) * T, (b0 + blocks + 1) * T))
     return window, (L - 1) * T, name, b0
 
@@ -85,13 +94,13 @@ def main(argv=None) -> int:
     out = {"model": args.model, "blocks": args.blocks, "members": args.members, "events": {}}
     for f in FILES:
         t0 = time.perf_counter()
-        window, first, box, b0 = event_case(Path(args.data) / f"{f}.nc", L, T, args.blocks)
+        window, first, box, b0 = event_case(Path(args.data) / f"{f}.nc", S, L, T, args.blocks)
         lr = window.stsr.coarsen_perfect(S, T)
         scored = slice(first, first + args.blocks * T)
         truth = window.isel(time=scored)
         lr_scored = lr.isel(time=slice(L - 1, L - 1 + args.blocks))
         rows = {}
-        for tm in ("persistence", "linear", "motion"):
+        for tm in ("persistence", "linear", "motion") if T > 1 else ("persistence",):
             hr = xs.interpolate(lr, S, T, "nearest", time_method=tm).isel(time=scored)
             rows[tm] = scores(hr, truth)
         ctx = lr.isel(time=slice(0, L - 1 + args.blocks))  # the model sees no block after

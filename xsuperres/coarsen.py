@@ -253,6 +253,18 @@ def coarsen_perfect(
         raw packed values (opened with ``mask_and_scale=False``) in any variable.
     xsuperres.DimensionError
         If the time, y or x dimension cannot be found.
+
+    Examples
+    --------
+    Block means of 2 x 2 pixels:
+
+    >>> import numpy as np, xarray as xr
+    >>> import xsuperres
+    >>> hr = xr.DataArray(np.arange(16.0).reshape(1, 4, 4), dims=("time", "y", "x"),
+    ...                   attrs={"units": "mm h-1"})
+    >>> xsuperres.coarsen_perfect(hr, 2, 1).values
+    array([[[ 2.5,  4.5],
+            [10.5, 12.5]]])
     """
     S = positive_int(S, "S")
     T = positive_int(T, "T")

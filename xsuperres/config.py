@@ -53,6 +53,14 @@ def inference_mass_conservation(config: "SRConfig", requested: Optional[str] = "
     ------
     ValueError
         An unknown mode (the message lists the allowed ones).
+
+    Examples
+    --------
+    >>> from xsuperres.config import SRConfig, inference_mass_conservation
+    >>> inference_mass_conservation(SRConfig.recipe(1, 3))   # S = 1: always block
+    'block'
+    >>> inference_mass_conservation(SRConfig.recipe(10, 3))  # the training mode
+    'tile'
     """
     if isinstance(requested, str) and requested == "auto":
         return "block" if config.S == 1 else config.mass_conservation

@@ -294,6 +294,16 @@ def crps(pred: ArrayLike, truth: ArrayLike) -> float:
     computed with the members sorted:
     ``E|X - X'| = 2 / M**2 sum_i (2 i - M - 1) x_(i)``; then the mean over
     valid pixels. Equals :func:`mae` for one member.
+
+    Examples
+    --------
+    Two members, 0 and 2 mm/h, and a truth of 1 mm/h: ``E|X - y| = 1``,
+    ``E|X - X'| = 1``, so the CRPS is ``1 - 0.5 = 0.5``:
+
+    >>> import numpy as np
+    >>> from xsuperres.metrics import crps
+    >>> crps(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]]))
+    0.5
     """
     p, t = _valid(pred, truth)
     if not t.size:

@@ -32,8 +32,9 @@ def lr_fields(td) -> list[np.ndarray]:
 
 
 def validation_arrays(td):
-    """Raw LR contexts ``(N, L, h, w)``, HR truths ``(N, T, H, W)`` and sample labels."""
-    S, T, L = td.config.S, td.config.T, td.config.L
+    """Raw LR contexts ``(N, L + lookahead, h, w)`` (chronological, as ``predict`` takes
+    them), HR truths ``(N, T, H, W)`` and sample labels."""
+    S, T, L, K = td.config.S, td.config.T, td.config.L, td.config.lookahead
     lr_raw = lr_fields(td)
     ctx, truth, where = [], [], []
     for e, k, t in td.valid.records:
@@ -41,7 +42,7 @@ def validation_arrays(td):
         tile = td.split.tiles[e][k]
         ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
         xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
-        ctx.append(lr_raw[e][t - L + 1: t + 1, ys, xs])
+        ctx.append(lr_raw[e][t - L + 1: t + 1 + K, ys, xs])
         truth.append(td.data.events[e].hr[t * T:(t + 1) * T, tile.yslice, tile.xslice])
         where.append((td.data.events[e].name, tile.row, tile.col, t))
     return np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where

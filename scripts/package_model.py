@@ -63,6 +63,10 @@ def rebuild_validation(doc: dict, data_dir: str):
         argv += ["--cap-quantile", str(proto["cap_quantile"])]
     if cfg_d.get("clip") is False:
         argv += ["--no-clip"]
+    if cfg_d.get("lookahead"):
+        argv += ["--lookahead", str(cfg_d["lookahead"])]
+    if cfg_d.get("mass_conservation") == "block":
+        argv += ["--mass-conservation", "block"]
     args = ts.parse(argv)
     td = ts.training_data(ts.load_events(args), args)
     if (len(td.train), len(td.valid)) != (n["train"], n["valid"]):

@@ -120,6 +120,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-clip", action="store_true",
                    help="SRConfig(clip=False): the cap only scales, nothing is clipped")
     p.add_argument("--no-attention", action="store_true", help="ablation: no attention blocks")
+    p.add_argument("--lookahead", type=int, default=0,
+                   help="LR steps after the block that the networks also see (SRConfig.lookahead)")
     p.add_argument("--no-mc", action="store_true", help="ablation: no mass conservation")
     p.add_argument("--mass-conservation", choices=("tile", "block"), default="tile",
                    help="mass conservation in training and in the model (tile: the preprint's "
@@ -147,6 +149,7 @@ def training_data(events: list[xr.DataArray], args: argparse.Namespace):
     """Tiles, fold ``--fold`` of 4 and samples of the run (every ``--stride``-th kept)."""
     cfg = SRConfig.recipe(args.S, args.T, preset=args.preset, tile_size=args.tile_size,
                           clip=not args.no_clip, attention=not args.no_attention,
+                          lookahead=args.lookahead,
                           mass_conservation=None if args.no_mc else args.mass_conservation)
     held = None if args.valid_event is None else [args.valid_event]
     td = build_training_data(events, args.S, args.T, config=cfg, fold=args.fold, n_folds=4, seed=args.seed,
@@ -219,10 +222,11 @@ def main(argv=None) -> int:
     results: dict[str, dict[str, float]] = {}
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    bic = bicubic_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
+    upto = torch.from_numpy(ctx[:, :td.config.L])  # the baselines see x[t] last, no lookahead
+    bic = bicubic_baseline(upto, args.S, args.T).numpy()
     results["bicubic"] = scores(bic[:, None], truth)
     timing["bicubic"] = time.perf_counter() - t0
-    near = nearest_baseline(torch.from_numpy(ctx), args.S, args.T).numpy()
+    near = nearest_baseline(upto, args.S, args.T).numpy()
     results["nearest"] = scores(near[:, None], truth)
     if args.T > 1:  # the temporal peers (they use the following LR step: see heldout.py)
         results["linear in time"] = scores(temporal_peer(td, "linear", records), truth)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from .checks import finite_float, positive_int
+from .checks import finite_float, integer, positive_int
 
 __all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES", "inference_mass_conservation"]
 
@@ -149,6 +149,14 @@ class SRConfig:
         it keep their intensity in the inputs and targets (``docs/results.md`` measures
         what the clip takes away). Mass conservation at inference uses the unclipped LR
         value either way.
+    lookahead
+        LR steps *after* the block that the networks also see (0, the preprint: the
+        context ends at the block). With ``lookahead = K`` the context given to
+        :meth:`~xsuperres.model.SRModel.predict` is ``x[t-L+1] .. x[t+K]`` (``L + K``
+        frames, chronological; :attr:`n_context`), the information that linear and
+        motion-compensated interpolation in time use. Downscaling then needs ``K`` LR
+        steps after every block (the last ``K`` blocks are padded or dropped, like the
+        first ``L - 1``).
 
     Raises
     ------
@@ -171,6 +179,7 @@ class SRConfig:
     J: int = 1000
     attention: bool = True
     clip: bool = True
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -227,12 +236,18 @@ class SRConfig:
             raise ValueError(f"attention must be True or False, got {self.attention!r}")
         if not isinstance(self.clip, bool):
             raise ValueError(f"clip must be True or False, got {self.clip!r}")
+        put("lookahead", integer(self.lookahead, "lookahead", minimum=0))
 
     # ------------------------------------------------------------------ helpers
     @property
     def attention_horizon(self) -> int:
-        """``A_T = T * L``: the context's time span in HR steps."""
+        """``A_T = T * L``: the context's time span up to the block, in HR steps."""
         return self.T * self.L
+
+    @property
+    def n_context(self) -> int:
+        """LR frames of a context: ``L + lookahead`` (``x[t-L+1] .. x[t+lookahead]``)."""
+        return self.L + self.lookahead
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable ``dict`` of all fields."""

@@ -328,9 +328,11 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
             raise ValueError(f"{label}: time must be increasing")
     hr_step = check_cadence(times, model, opts.strict, label)
     check_spacing(da, ydim, xdim, model, opts.strict, label)
-    if opts.context == "drop" and n < L:
-        raise ValueError(f"{label} has {n} LR steps, fewer than the context length L={L} "
-                         "(context='drop' keeps none); use context='pad'")
+    K = c.lookahead
+    if opts.context == "drop" and n < L + K:
+        raise ValueError(f"{label} has {n} LR steps, fewer than the context length L={L}"
+                         + (f" plus the lookahead {K}" if K else "")
+                         + " (context='drop' keeps none); use context='pad'")
 
     conv = conv.transpose(tdim, ydim, xdim)
     if conv.chunks is None:
@@ -348,7 +350,7 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     X = conv.data.astype(np.float32)
 
     # the graph: time halo, topography, tiles per output chunk
-    ctx, tidx, t0 = time_halo(X, L, opts.context)
+    ctx, tidx, t0 = time_halo(X, L, opts.context, K)
     topo = None
     if opts.topography is not None:
         topo = topography_array(opts.topography, ydim, xdim, ny * S, nx * S, da, S)
@@ -359,7 +361,8 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     data = ensemble_graph(ctx, tidx, X.chunks[1], X.chunks[2], topo, run, M, opts.p, opts.overlap)
 
     # coordinates and attributes
-    lr_grid = da.isel({tdim: slice(t0, None)}) if t0 else da
+    n_out = ctx.shape[0]
+    lr_grid = da.isel({tdim: slice(t0, t0 + n_out)}) if (t0 or n_out != n) else da
     coords = hr_template_coords(lr_grid.drop_vars([tdim], errors="ignore"), S, T, found)
     if times is not None:
         tvar = lr_grid.coords[tdim].variable
@@ -392,6 +395,20 @@ def _call_text(opts: DownscaleOptions) -> str:
             f"mass_conservation={opts.mass_conservation!r})")
 
 
+def _context_text(context: str, L: int, K: int) -> str:
+    """The ``xsuperres_context`` attribute: which blocks had their context padded or dropped."""
+    if context == "pad":
+        text = (f"pad: the first {L - 1} LR step(s) were downscaled with their missing context "
+                "padded by repeating the first LR frame")
+        if K:
+            text += f"; the last {K} with their missing lookahead padded by repeating the last"
+        return text
+    text = f"drop: the first {L - 1} LR step(s) (without a full context)"
+    if K:
+        text += f" and the last {K} (without their lookahead)"
+    return text + " are not in the output"
+
+
 def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
     """Output attributes: the input's (less packing/range ones), units, history, xsuperres_*."""
     model = opts.model
@@ -414,15 +431,13 @@ def _attrs(src: Mapping[str, Any], opts: DownscaleOptions) -> dict[str, Any]:
         "xsuperres_S": c.S,
         "xsuperres_T": c.T,
         "xsuperres_L": c.L,
+        "xsuperres_lookahead": c.lookahead,
         **sampler,
         "xsuperres_tile_size": int(opts.p * c.S),
         "xsuperres_overlap": int(opts.overlap),
         "xsuperres_mass_conservation": str(opts.mass_conservation),
         **members,
-        "xsuperres_context": (
-            f"pad: the first {c.L - 1} LR step(s) were downscaled with their missing context "
-            "padded by repeating the first LR frame" if opts.context == "pad" else
-            f"drop: the first {c.L - 1} LR step(s) (without a full context) are not in the output"),
+        "xsuperres_context": _context_text(opts.context, c.L, c.lookahead),
         "xsuperres_version": __version__,
         "xsuperres_stage": "ensemble" if ensemble else "deterministic",
     })

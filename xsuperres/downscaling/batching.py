@@ -109,7 +109,7 @@ def call_bytes(config: Any, h: int, w: int, n_members: int) -> float:
     from ..nn.unet import get_preset
 
     scale = get_preset(config.preset).base_channels / _TINY_CHANNELS
-    mean = MEAN_BYTES_PER_FRAME_PIXEL * config.L
+    mean = MEAN_BYTES_PER_FRAME_PIXEL * config.n_context
     diffusion = DIFFUSION_BYTES_PER_PIXEL * n_members
     return float(h) * float(w) * scale * max(mean, diffusion)
 

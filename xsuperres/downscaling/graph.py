@@ -122,7 +122,8 @@ class ChunkPlan:
 # ---------------------------------------------------------------------------------------
 # the graph
 # ---------------------------------------------------------------------------------------
-def time_halo(X: dsa.Array, L: int, context: str) -> tuple[dsa.Array, dsa.Array, int]:
+def time_halo(X: dsa.Array, L: int, context: str,
+              lookahead: int = 0) -> tuple[dsa.Array, dsa.Array, int]:
     """The context array of the LR input and the global LR step of each output block.
 
     Parameters
@@ -130,30 +131,35 @@ def time_halo(X: dsa.Array, L: int, context: str) -> tuple[dsa.Array, dsa.Array,
     X
         LR input ``(n, ny, nx)`` float32 mm/h, dask.
     L
-        Context length of the model.
+        Context length of the model (frames up to and including the block).
     context
-        ``"pad"``: the first ``L - 1`` blocks see the first frame repeated; ``"drop"``:
-        they are left out.
+        ``"pad"``: the first ``L - 1`` blocks see the first frame repeated (and the last
+        ``lookahead`` blocks the last frame); ``"drop"``: they are left out.
+    lookahead
+        LR steps after the block in the context (``config.lookahead``).
 
     Returns
     -------
     ctx
-        ``(n_out, L, ny, nx)`` with ``ctx[t, l] = x[t0 + t - L + 1 + l]``, chunked in time
-        like the output (``X``'s chunks, less the dropped steps), one chunk along ``L``.
+        ``(n_out, L + lookahead, ny, nx)`` with ``ctx[t, l] = x[t0 + t - L + 1 + l]``
+        (chronological), chunked in time like the output (``X``'s chunks, less the dropped
+        steps), one chunk along the context axis.
     tidx
         ``(n_out,)`` int64: the global LR step of each output block, chunked like ``ctx``.
     t0
         The first output block's LR step (``0`` for ``"pad"``, ``L - 1`` for ``"drop"``).
     """
+    K = int(lookahead)
+    n = X.shape[0]
     if context == "pad":
-        Xp = dsa.concatenate([X[:1]] * (L - 1) + [X], axis=0) if L > 1 else X
-        n_out, t0 = X.shape[0], 0
+        Xp = dsa.concatenate([X[:1]] * (L - 1) + [X] + [X[-1:]] * K, axis=0) if L + K > 1 else X
+        n_out, t0 = n, 0
         tchunks = X.chunks[0]
     else:
         Xp = X
-        n_out, t0 = X.shape[0] - L + 1, L - 1
-        tchunks = X[L - 1:].chunks[0]
-    ctx = dsa.stack([Xp[l:l + n_out].rechunk({0: tchunks}) for l in range(L)], axis=1)
+        n_out, t0 = n - L + 1 - K, L - 1
+        tchunks = X[L - 1:n - K].chunks[0]
+    ctx = dsa.stack([Xp[l:l + n_out].rechunk({0: tchunks}) for l in range(L + K)], axis=1)
     tidx = dsa.arange(t0, t0 + n_out, chunks=(tchunks,), dtype=np.int64)
     return ctx, tidx, t0
 
@@ -290,7 +296,8 @@ def _compute_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
             "xsuperres.downscale: the input contains negative precipitation rates "
             f"(minimum {float(np.nanmin(ctx)):g} mm h-1); clip round-off with .clip(min=0)"
         )
-    nan_last = np.isnan(ctx[:, -1, a - ra:b - ra, c - rc:d - rc])
+    # the block's own frame (x[t]: frame L - 1 of the chronological context)
+    nan_last = np.isnan(ctx[:, model.config.L - 1, a - ra:b - ra, c - rc:d - rc])
     x = np.nan_to_num(ctx, nan=0.0)
     topo_n = None  # in m; SRModel.predict scales it with the model's training range
     if topo is not None:

@@ -18,6 +18,23 @@ from ..config import SRConfig
 from .normalization import normalize_topography
 
 
+def network_order(context: Any, L: int, axis: int = -3) -> Any:
+    """A chronological context ``x[t-L+1] .. x[t+K]`` in the networks' frame order.
+
+    The networks and mass conservation take the block's own frame ``x[t]`` **last**: the
+    ``K`` lookahead frames go between the past frames and it (``x[t-L+1] .. x[t-1],
+    x[t+1] .. x[t+K], x[t]``). Without lookahead (``K = 0``) the order is chronological
+    and ``context`` is returned as it is. numpy arrays and torch tensors.
+    """
+    n = context.shape[axis]
+    if n == L:
+        return context
+    idx = list(range(L - 1)) + list(range(L, n)) + [L - 1]
+    if isinstance(context, torch.Tensor):
+        return context.index_select(axis % context.ndim, torch.as_tensor(idx, device=context.device))
+    return np.take(context, idx, axis=axis)
+
+
 def prepare_inputs(
     c: SRConfig, normalization: Mapping[str, Any], lr: Any, topography: Any
 ) -> tuple[tuple[int, ...], np.ndarray, Optional[np.ndarray]]:
@@ -35,8 +52,9 @@ def prepare_inputs(
     Returns
     -------
     tuple
-        The leading shape of ``lr``, the LR context ``(N, L, h, w)`` float32 (mm/h, a
-        copy) and the normalized topography, float32, shaped ``(N or 1, H, W)``, or
+        The leading shape of ``lr``, the LR context ``(N, L + lookahead, h, w)`` float32
+        (mm/h, a copy, in :func:`network_order`: the block's frame last) and the
+        normalized topography, float32, shaped ``(N or 1, H, W)``, or
         ``None``.
     """
     if isinstance(lr, torch.Tensor):
@@ -44,21 +62,22 @@ def prepare_inputs(
     a = np.asarray(lr)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
         raise ValueError(f"lr must hold real numbers (mm/h), got dtype {a.dtype}")
+    n = c.n_context
+    what = f"L={c.L}" if not c.lookahead else f"L + lookahead = {c.L} + {c.lookahead} = {n}"
     if a.ndim < 3:
-        raise ValueError(
-            f"lr must have shape (..., L, h, w) with L={c.L}, got shape {a.shape}"
-        )
-    if a.shape[-3] != c.L:
+        raise ValueError(f"lr must have shape (..., {n}, h, w) ({what}), got shape {a.shape}")
+    if a.shape[-3] != n:
         raise ValueError(
             f"lr has L={a.shape[-3]} context frames (axis -3 of shape {a.shape}) but "
-            f"expected L={c.L}: this model was trained for (S, T, L) = "
-            f"({c.S}, {c.T}, {c.L})"
+            f"expected {what}: this model was trained for (S, T, L) = "
+            f"({c.S}, {c.T}, {c.L})" + (f" with {c.lookahead} LR step(s) of lookahead "
+                                        "(the frames after the block)" if c.lookahead else "")
         )
     h, w = a.shape[-2:]
     if h < 1 or w < 1:
         raise ValueError(f"lr must have at least one pixel (h, w >= 1), got {(h, w)}")
     lead = tuple(a.shape[:-3])
-    x = a.astype(np.float32).reshape(-1, c.L, h, w)  # a copy: the input is never touched
+    x = a.astype(np.float32).reshape(-1, n, h, w)  # a copy: the input is never touched
     bad = ~np.isfinite(x)
     if bad.any():
         n_nan = int(np.isnan(x).sum())
@@ -70,6 +89,7 @@ def prepare_inputs(
         raise ValueError(
             f"lr contains negative precipitation rates (min {float(x.min()):g} mm/h)"
         )
+    x = np.ascontiguousarray(network_order(x, c.L))  # x[t] last: see network_order
     topo = None
     if topography is not None:
         if isinstance(topography, torch.Tensor):

@@ -107,8 +107,9 @@ class SRModel(nn.Module):
         if not isinstance(config, SRConfig):
             raise TypeError(f"config must be an SRConfig, got {type(config).__name__}")
         self.config = config
-        self.mean_net = DeterministicUNet(config.L, config.T, config.preset, config.attention)
-        self.diffusion_net = DiffusionUNet(config.L, config.T, config.preset, config.attention)
+        # the networks see L + lookahead frames (xsuperres.model.inputs.network_order)
+        self.mean_net = DeterministicUNet(config.n_context, config.T, config.preset, config.attention)
+        self.diffusion_net = DiffusionUNet(config.n_context, config.T, config.preset, config.attention)
         self.schedule = LinearSchedule(config.beta_max, config.beta_min, config.J)
         self.normalization = self._check_normalization(normalization)
         self.metadata: dict[str, Any] = dict(metadata) if metadata is not None else {}
@@ -298,7 +299,9 @@ class SRModel(nn.Module):
         ----------
         lr
             LR context in mm/h, shape ``(..., L, h, w)`` (oldest frame first; the last
-            frame is the block to downscale). Not modified.
+            frame is the block to downscale); ``(..., L + lookahead, h, w)`` for a model
+            with ``config.lookahead`` (frame ``L - 1`` is the block, the last ones follow
+            it). Not modified.
         topography
             Elevation in m on the HR grid, shape ``(H, W)`` or broadcastable to
             ``(..., H, W)``; ``None``: a flat field at ``topo_min`` (zeros after scaling).
@@ -356,7 +359,8 @@ class SRModel(nn.Module):
         ----------
         lr
             LR context in mm/h, shape ``(..., L, h, w)``: ``L`` consecutive LR frames,
-            oldest first; the last is the block ``x[t]`` to downscale. Must be finite and
+            oldest first; the last is the block ``x[t]`` to downscale. A model with
+            ``config.lookahead = K`` takes ``L + K`` frames, ``x[t-L+1] .. x[t+K]``. Must be finite and
             non-negative (fill and mask missing values beforehand). Not modified.
         topography
             Elevation in m on the HR grid, shape ``(H, W) = (h S, w S)`` or broadcastable

@@ -190,7 +190,7 @@ def build_training_data(
     cfg = fill_config(config, S, T, data)
     split = split_samples(data, cfg.S, cfg.T, cfg.L, tile_size=cfg.tile_size, fold=fold,
                           n_folds=n_folds, valid=valid, first_block=first_block,
-                          valid_events=valid_events)
+                          valid_events=valid_events, lookahead=cfg.lookahead)
     if split.tile_size != cfg.tile_size:
         cfg = cfg.replace(tile_size=split.tile_size)
 
@@ -240,7 +240,9 @@ def build_training_data(
             topo_n.append(np.asarray(normalize_topography(ev.topography[:ny, :nx], *topo_range),
                                      dtype=np.float32))
     tiles = split.tiles
-    train = SampleDataset(hr_n, lr_n, topo_n, tiles, split.train_records, cfg.S, cfg.T, cfg.L)
-    valid_ds = SampleDataset(hr_n, lr_n, topo_n, tiles, split.valid_records, cfg.S, cfg.T, cfg.L)
+    train = SampleDataset(hr_n, lr_n, topo_n, tiles, split.train_records, cfg.S, cfg.T, cfg.L,
+                          cfg.lookahead)
+    valid_ds = SampleDataset(hr_n, lr_n, topo_n, tiles, split.valid_records, cfg.S, cfg.T, cfg.L,
+                             cfg.lookahead)
     return TrainingData(cfg, data, split, cap_fit, topo_range, train, valid_ds, clipped,
                         topography_fitted=topography_range is None)

@@ -77,7 +77,7 @@ def train_edsr(
     cfg = td.config
     torch.manual_seed(opts.seed)
     model = SRModel(cfg, normalization=td.normalization)
-    model.mean_net = EDSR(cfg.L, cfg.T, n_resblocks=n_resblocks, n_feats=n_feats, topography=True)
+    model.mean_net = EDSR(cfg.n_context, cfg.T, n_resblocks=n_resblocks, n_feats=n_feats, topography=True)
     model.to(dev)
     run = _Run(model, td, dev, opts, fingerprint={"baseline": "EDSR"})
     t0 = time.perf_counter()

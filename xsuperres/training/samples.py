@@ -4,11 +4,14 @@ A sample is identified by an event, an HR tile and a *target block* ``t`` (LR ti
 HR frames ``t T .. t T + T - 1``):
 
 * ``context``: the ``L`` LR frames ``x[t - L + 1], ..., x[t]`` (oldest first) of the tile,
-  ``(L, h, w)`` with ``h = H / S``, ``w = W / S``: no information from blocks after ``t``;
+  ``(L, h, w)`` with ``h = H / S``, ``w = W / S``: no information from blocks after ``t``
+  (with ``lookahead = K > 0``: the ``L + K`` frames up to ``x[t + K]``, in the networks'
+  order of :func:`xsuperres.model.inputs.network_order`, ``x[t]`` last);
 * ``target``: the ``T`` HR frames of block ``t``, ``(T, H, W)``;
 * ``topography``: the tile's topography on the HR grid, ``(1, H, W)``.
 
-The first ``L - 1`` blocks of an event have no full context and give no sample. A sample
+The first ``L - 1`` blocks (and the last ``K``) of an event have no full context and give
+no sample. A sample
 whose target or context contains NaN (e.g. outside radar coverage) is skipped and counted.
 The LR frames are the perfect-model coarsening of the HR data
 (:func:`xsuperres.coarsen_perfect`); since tiles are made of whole LR pixels, coarsening
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from ..coarsen import block_mean
+from ..model.inputs import network_order
 from .tiles import Tile
 
 __all__ = ["RECORD_DTYPE", "block_has_nan", "coarsen_numpy", "make_samples", "SampleDataset"]
@@ -92,6 +96,7 @@ def make_samples(
     tile_ids: Sequence[int] | None = None,
     target_blocks: np.ndarray | None = None,
     context_blocks: np.ndarray | None = None,
+    lookahead: int = 0,
 ) -> tuple[np.ndarray, int]:
     """Index records of all valid samples of one event.
 
@@ -115,6 +120,8 @@ def make_samples(
         Optional boolean mask ``(n_blocks,)``: blocks allowed anywhere in the context
         (including the target block itself). Used to keep a sample's whole time window
         out of a held-out period.
+    lookahead
+        LR blocks after the target that the context also holds (``K >= 0``).
 
     Returns
     -------
@@ -124,21 +131,22 @@ def make_samples(
         Number of otherwise eligible samples skipped because their target or context
         contains NaN.
     """
-    S, T, L = int(S), int(T), int(L)
-    if L < 1:
-        raise ValueError(f"L must be >= 1, got {L}")
+    S, T, L, K = int(S), int(T), int(L), int(lookahead)
+    if L < 1 or K < 0:
+        raise ValueError(f"L must be >= 1 and lookahead >= 0, got L={L}, lookahead={K}")
+    W = L + K  # window t-L+1 .. t+K
     nb = hr.shape[0] // T
     ok_target = np.ones(nb, bool) if target_blocks is None else np.asarray(target_blocks, bool)[:nb]
     ok_context = np.ones(nb, bool) if context_blocks is None else np.asarray(context_blocks, bool)[:nb]
     if ok_target.shape != (nb,) or ok_context.shape != (nb,):
         raise ValueError(f"target_blocks and context_blocks must have {nb} entries")
     blocks = np.arange(nb)
-    # window t-L+1 .. t entirely inside the event and allowed
+    # window t-L+1 .. t+K entirely inside the event and allowed
     window_ok = np.zeros(nb, bool)
-    if nb >= L:
+    if nb >= W:
         csum = np.concatenate([[0], np.cumsum(ok_context.astype(np.int64))])
-        full = csum[L:] - csum[:-L] == L  # window ending at block L-1 .. nb-1
-        window_ok[L - 1:] = full
+        full = csum[W:] - csum[:-W] == W  # windows starting at 0 .. nb-W
+        window_ok[L - 1:nb - K] = full
     eligible = ok_target & window_ok
     records = []
     n_nan = 0
@@ -149,9 +157,9 @@ def make_samples(
             raise ValueError(f"tile {tile} is not aligned with LR pixels of S={S}")
         tgt_nan = block_has_nan(hr, tile, T)  # = LR frame of the block has NaN
         ctx_nan = np.zeros(nb, bool)
-        if nb >= L:
+        if nb >= W:
             csum = np.concatenate([[0], np.cumsum(tgt_nan.astype(np.int64))])
-            ctx_nan[L - 1:] = (csum[L:] - csum[:-L]) > 0
+            ctx_nan[L - 1:nb - K] = (csum[W:] - csum[:-W]) > 0
         bad = tgt_nan | ctx_nan
         n_nan += int((eligible & bad).sum())
         keep = blocks[eligible & ~bad]
@@ -180,10 +188,13 @@ class SampleDataset(torch.utils.data.Dataset):
         Sample records (:data:`RECORD_DTYPE`).
     S, T, L
         Spatial factor, temporal factor and context length.
+    lookahead
+        LR blocks after the target in the context (``config.lookahead``).
 
     Notes
     -----
-    ``dataset[i]`` is a dict of tensors: ``context`` ``(L, h, w)``, ``target``
+    ``dataset[i]`` is a dict of tensors: ``context`` ``(L + lookahead, h, w)`` (in
+    :func:`~xsuperres.model.inputs.network_order`, the target block's frame last), ``target``
     ``(T, H, W)``, ``topography`` ``(1, H, W)``. Arrays are shared, not copied.
     """
 
@@ -197,10 +208,11 @@ class SampleDataset(torch.utils.data.Dataset):
         S: int,
         T: int,
         L: int,
+        lookahead: int = 0,
     ) -> None:
         self.hr, self.lr, self.topography, self.tiles = list(hr), list(lr), list(topography), list(tiles)
         self.records = np.asarray(records, RECORD_DTYPE)
-        self.S, self.T, self.L = int(S), int(T), int(L)
+        self.S, self.T, self.L, self.lookahead = int(S), int(T), int(L), int(lookahead)
 
     def __len__(self) -> int:
         return int(self.records.size)
@@ -211,7 +223,7 @@ class SampleDataset(torch.utils.data.Dataset):
         S, T, L = self.S, self.T, self.L
         ys = slice(tile.yslice.start // S, tile.yslice.stop // S)
         xs = slice(tile.xslice.start // S, tile.xslice.stop // S)
-        context = self.lr[e][t - L + 1: t + 1, ys, xs]
+        context = network_order(self.lr[e][t - L + 1: t + 1 + self.lookahead, ys, xs], L, axis=0)
         target = self.hr[e][t * T: (t + 1) * T, tile.yslice, tile.xslice]
         topo = self.topography[e][tile.yslice, tile.xslice][None]
         return {

@@ -208,6 +208,7 @@ def split_samples(
     valid: slice | None = None,
     first_block: int | None = None,
     valid_events: Sequence[int | str] | None = None,
+    lookahead: int = 0,
 ) -> Split:
     """Tile every event, assign folds and build the training and validation records.
 
@@ -233,6 +234,8 @@ def split_samples(
     valid_events
         Events held out whole for validation, by index or name
         (:func:`held_out_events`); ``fold`` and ``n_folds`` are then not used.
+    lookahead
+        LR blocks after the target in every context (``config.lookahead``).
 
     Returns
     -------
@@ -291,10 +294,12 @@ def split_samples(
         else:
             target_tr = train_blocks
         rec, n = make_samples(ev.hr, S, T, L, tiles, event=e, tile_ids=tr,
-                              target_blocks=target_tr, context_blocks=train_blocks)
+                              target_blocks=target_tr, context_blocks=train_blocks,
+                              lookahead=lookahead)
         train_recs.append(rec)
         n_nan_tr += n
-        rec, n = make_samples(ev.hr, S, T, L, tiles, event=e, tile_ids=va, target_blocks=valid_blocks)
+        rec, n = make_samples(ev.hr, S, T, L, tiles, event=e, tile_ids=va, target_blocks=valid_blocks,
+                              lookahead=lookahead)
         valid_recs.append(rec)
         n_nan_va += n
         tiles_all.append(tiles)

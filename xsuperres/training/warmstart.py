@@ -5,7 +5,7 @@ from ``model``'s weights instead of a random initialisation, so that a short bud
 user's own data (another radar, grid or cadence) starts from what the shipped models
 learned. What is kept and what is refitted:
 
-* the **architecture** (``L``, ``T``, ``preset``, ``attention``): from ``init``; a
+* the **architecture** (``L``, ``lookahead``, ``T``, ``preset``, ``attention``): from ``init``; a
   ``config`` that changes it is refused (the weights would not fit);
 * the **input scaling**: the precipitation cap (mm/h) and, when ``init`` was trained with
   topography, its altitude range: the networks' inputs keep the meaning they were trained
@@ -36,7 +36,7 @@ __all__ = ["ARCHITECTURE_FIELDS", "init_topography_range", "resolve_init", "warm
            "weights_digest"]
 
 #: :class:`~xsuperres.config.SRConfig` fields that shape the networks' weights.
-ARCHITECTURE_FIELDS = ("L", "T", "preset", "attention")
+ARCHITECTURE_FIELDS = ("L", "lookahead", "T", "preset", "attention")
 
 
 def resolve_init(init: Any) -> SRModel:

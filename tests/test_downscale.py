@@ -238,7 +238,8 @@ def test_block_mass_conservation(model):
 def test_block_conservation_asked_of_a_tile_model():
     """A model trained with tile conservation and a threshold, asked for "block" at
     inference: the blended tiles of the mean and of every member give the input back
-    (the attribute and history say so); its own mode ("auto" at S > 1) does not."""
+    (the attribute and history say so); "auto" picks block for its 4 x 4 LR-pixel tile;
+    its training mode ("tile") does not give the input back."""
     m = _make_model(mass_conservation="tile", threshold=0.02)
     lr = _lr(nt=4, ny=6, nx=8, seed=4)
     for out in (downscale_mean(lr.chunk(x=3), m, device="cpu", mass_conservation="block"),
@@ -248,7 +249,8 @@ def test_block_conservation_asked_of_a_tile_model():
                                    atol=1e-4)
         assert out.attrs["xsuperres_mass_conservation"] == "block"
         assert "mass_conservation='block'" in out.attrs["history"]
-    own = downscale_mean(lr, m, device="cpu")
+    assert downscale_mean(lr, m, device="cpu").attrs["xsuperres_mass_conservation"] == "block"  # auto
+    own = downscale_mean(lr, m, device="cpu", mass_conservation="tile")
     assert own.attrs["xsuperres_mass_conservation"] == "tile"
     assert np.abs(own.stsr.coarsen_perfect(S, T).values - lr.values).max() > 1e-2
     with pytest.raises(ValueError, match="mass_conservation must be"):

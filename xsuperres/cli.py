@@ -325,7 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--topography", default=None, help="NetCDF/GeoTIFF elevation (m) on the HR grid")
     down.add_argument("--context", default="pad", choices=("pad", "drop"))
     down.add_argument("--mass-conservation", default="auto", choices=("auto", "tile", "block", "none"),
-                      help="output mass conservation: auto (the model's mode; block for S=1), "
+                      help="output mass conservation: auto (block for S=1 and for tiles of more than "
+                           "2x2 LR pixels, else the training mode), "
                            "tile, block (block means equal the input exactly) or none")
     down.add_argument("--device", default="auto")
     down.add_argument("--no-strict", action="store_true", help="warn instead of failing on a "

@@ -113,8 +113,9 @@ def downscale(
         Tile overlap in LR pixels; default ``tile_size / S // 4`` (at least 1 when the
         tile has more than one LR pixel).
     mass_conservation
-        ``"auto"`` (default): the model's training mode, and ``"block"`` for ``S = 1``
-        models; ``"block"``: every member's ``T x S x S`` block means equal the input
+        ``"auto"`` (default): ``"block"`` for ``S = 1`` models and for tile-trained models
+        whose training tile spans more than 2 LR pixels, else the training mode
+        (:func:`~xsuperres.config.inference_mass_conservation`); ``"block"``: every member's ``T x S x S`` block means equal the input
         exactly (``coarsen_perfect(out, S, T)`` gives the input back; the tile blending
         keeps it); ``"tile"``: the preprint's per-tile rescaling; ``None``: none.
 

@@ -310,7 +310,8 @@ class SRModel(nn.Module):
         batch_size
             Samples per network call (default 16).
         mass_conservation
-            ``"auto"`` (default: the model's mode, ``"block"`` when ``S = 1``), ``"tile"``,
+            ``"auto"`` (default: ``"block"`` for S = 1 and for tile-trained models whose
+            training tile spans more than 2 LR pixels, else the training mode), ``"tile"``,
             ``"block"`` (the output's ``T x S x S`` block means equal ``lr[..., -1, :, :]``
             exactly) or ``None``; see :func:`xsuperres.config.inference_mass_conservation`.
 

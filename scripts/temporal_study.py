@@ -14,7 +14,9 @@ the 5-min truth (NaN filled with 0):
   ``mass_conservation="block"`` (the default ``"auto"`` at S = 1) and ``"tile"`` (the
   mode it was trained with and that its card's scores used).
 
-``--model`` picks another shipped model (the peers then use its S and T; for T = 1 only
+``--model`` picks another shipped model or a model directory (a model with
+``config.lookahead = 1`` also gets the block after the scored ones, as the linear and
+motion peers do) (the peers then use its S and T; for T = 1 only
 persistence, i.e. nearest neighbour, is scored). The boxes are outside the training crop, but the days are training days (the shipped
 model saw other parts of them): these are **not** scores on unseen days. Also reported:
 the largest difference between the deterministic mean's block means and the LR input
@@ -81,14 +83,14 @@ def event_case(path: Path, S: int, L: int, T: int, blocks: int):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    p.add_argument("--model", default="radar-s1-t3")
+    p.add_argument("--model", default="radar-s1-t3", help="a shipped model's name or a model directory")
     p.add_argument("--blocks", type=int, default=6)
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = xs.load_model(args.model)
+    model = xs.SRModel.load(args.model) if Path(args.model).is_dir() else xs.load_model(args.model)
     c = model.config
     S, T, L = c.S, c.T, c.L
     out = {"model": args.model, "blocks": args.blocks, "members": args.members, "events": {}}
@@ -103,7 +105,8 @@ def main(argv=None) -> int:
         for tm in ("persistence", "linear", "motion") if T > 1 else ("persistence",):
             hr = xs.interpolate(lr, S, T, "nearest", time_method=tm).isel(time=scored)
             rows[tm] = scores(hr, truth)
-        ctx = lr.isel(time=slice(0, L - 1 + args.blocks))  # the model sees no block after
+        # the model sees no block after the scored ones, unless it was trained to (lookahead)
+        ctx = lr.isel(time=slice(0, L - 1 + args.blocks + c.lookahead))
         for mode in ("block", "tile"):
             det = xs.downscale_mean(ctx, model, context="drop", strict=False,
                                     mass_conservation=mode).load()

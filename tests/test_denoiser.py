@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from xsuperres.config import inference_mass_conservation
+
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel, normalize_precip
 from xsuperres.nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage, upsample_context
@@ -158,7 +160,8 @@ def test_predict_samples_with_the_denoiser_forward(m103, monkeypatch):
     r_J = torch.tensor([0.5 + i + 2 * m for i in range(2) for m in range(2)]).view(4, 1, 1, 1)
     r0 = math.sqrt(float(m103.schedule.abar[J])) * r_J.expand(4, c.T, H, H)
     target = (x[:, -1] / CAP).repeat_interleave(2, 0)
-    want = CAP * conserve_mass(D + 0.5 * r0, target, c)
+    c_out = c.replace(mass_conservation=inference_mass_conservation(c))  # "auto" at inference
+    want = CAP * conserve_mass(D + 0.5 * r0, target, c_out)
     np.testing.assert_allclose(y.reshape(4, c.T, H, H), want.numpy(), rtol=1e-5, atol=1e-6)
 
     calls.clear()
@@ -176,7 +179,9 @@ def test_predict_mean_is_the_mean_stage(m103):
         D, ctx_up = mean_stage(m103.mean_net, normalize_precip(x, CAP), torch.zeros(2, 1, H, H),
                                x[:, -1] / CAP, c)
     assert ctx_up.shape == (2, c.L, H, H)
-    np.testing.assert_array_equal(m103.predict_mean(lr, device="cpu"), (D * CAP).numpy())
+    # the training mode, asked for explicitly ("auto" picks block for this 4 x 4 LR-pixel tile)
+    np.testing.assert_array_equal(m103.predict_mean(lr, device="cpu", mass_conservation="tile"),
+                                  (D * CAP).numpy())
 
 
 def test_training_uses_the_mean_stage(m103):

@@ -12,7 +12,11 @@ scores the run's model under inference-time variants, one at a time against the 
 * the mass-conservation settings applied to the output: the threshold ``a`` of
   ``r_a`` (x 0, 0.5, 2 of the trained value) and the exponent ``p`` of ``F(x) = x ** p``
   (0.8, 1.25);
-* the seed (two seeds of the default: the noise level of every number).
+* the seed (two seeds of the default: the noise level of every number);
+* the mass-conservation mode of the output: the default ``"auto"`` (block for the shipped
+  (S <= 10) recipes) against the ``"tile"`` mode the model was trained with.
+
+``--quick`` scores only the default, its second seed and the tile mode.
 
 CRPS, PITD, pe99 and LSD of each, next to RainFARM's from the run, in ``RUN/calibration.json``
 and a printed table. ``beta_max`` and the residual scale act during training and are
@@ -37,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import scores, table  # noqa: E402
 from package_model import rebuild_validation  # noqa: E402
 
+from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
 
 
@@ -55,6 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="only the default, a second seed and tile MC")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -64,23 +70,31 @@ def main(argv=None) -> int:
     c = model.config
     M, seed = args.members, args.seed
 
+    mode = inference_mass_conservation(c)
     plan = [  # (label, model, predict keywords)
-        (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}", model,
+        (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}, {mode} MC (auto)", model,
          dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)),
         (f"default, seed {seed + 1}", model, dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed + 1)),
-        ("dpmpp_2m 5 steps", model, dict(sampler="dpmpp_2m", steps=5, n_members=M, seed=seed)),
-        ("dpmpp_2m 20 steps", model, dict(sampler="dpmpp_2m", steps=20, n_members=M, seed=seed)),
-        ("ddim 20 steps, eta 0", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed)),
-        ("ddim 20 steps, eta 1", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed, eta=1.0)),
-        ("3 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=3, seed=seed)),
-        ("10 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=10, seed=seed)),
+        ("tile MC (the training mode)", model,
+         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed, mass_conservation="tile")),
     ]
-    for f in (0.0, 0.5, 2.0):
-        plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
-                     dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
-    for pw in (0.8, 1.25):
-        plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),
-                     dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+    if args.quick:
+        plan = plan[:3]
+    else:
+        plan += [
+            ("dpmpp_2m 5 steps", model, dict(sampler="dpmpp_2m", steps=5, n_members=M, seed=seed)),
+            ("dpmpp_2m 20 steps", model, dict(sampler="dpmpp_2m", steps=20, n_members=M, seed=seed)),
+            ("ddim 20 steps, eta 0", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed)),
+            ("ddim 20 steps, eta 1", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed, eta=1.0)),
+            ("3 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=3, seed=seed)),
+            ("10 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=10, seed=seed)),
+        ]
+        for f in (0.0, 0.5, 2.0):
+            plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
+                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+        for pw in (0.8, 1.25):
+            plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),
+                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
 
     results = {k: v for k, v in doc["results"].items() if k.startswith(("RainFARM", "bicubic"))}
     timing = {}

@@ -8,8 +8,8 @@ import importlib
 import pytest
 
 #: modules whose docstrings carry examples (``Examples`` sections with ``>>>``)
-MODULES = ["xsuperres.coarsen", "xsuperres.metrics", "xsuperres.temporal", "xsuperres.config",
-           "xsuperres.pretrained"]
+MODULES = ["xsuperres.coarsen", "xsuperres.interpolate", "xsuperres.scoring", "xsuperres.metrics",
+           "xsuperres.temporal", "xsuperres.config", "xsuperres.pretrained"]
 
 
 @pytest.mark.parametrize("name", MODULES)

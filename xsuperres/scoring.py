@@ -290,6 +290,21 @@ def score(
     Scoring computes: dask-backed inputs are loaded into memory. The default
     SSIM ``data_range`` is ``max - min`` of the valid truth values of each
     scored block (each element of ``dim``).
+
+    Examples
+    --------
+    A two-member ensemble, 1 mm/h above and below the truth: each pixel's CRPS is
+    ``E|X - y| - 0.5 E|X - X'| = 1 - 0.5 = 0.5``; the ensemble mean is exact, but the MAE
+    pools the members' errors:
+
+    >>> import numpy as np, xarray as xr
+    >>> import xsuperres
+    >>> truth = xr.DataArray(2 + np.arange(64.0).reshape(1, 8, 8) / 64, dims=("time", "y", "x"),
+    ...                      attrs={"units": "mm h-1"})
+    >>> ens = xr.concat([truth + 1, truth - 1], "member").assign_attrs(units="mm h-1")
+    >>> s = xsuperres.score(ens, truth)
+    >>> float(s.crps), float(s.mae), s.crps.attrs["units"]
+    (0.5, 1.0, 'mm h-1')
     """
     pairs = _pairs(pred, truth, dims)
     data: dict[str, xr.DataArray] = {}

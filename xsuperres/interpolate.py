@@ -20,7 +20,7 @@ from .checks import positive_int
 from .dims import find_dims
 from .grid import refine_2d_coords, refine_coordinate, refine_time
 from .nn.interp import upsample
-from .temporal import TIME_METHODS, upsample_in_time
+from .temporal import check_time_method, upsample_in_time
 from .validate import check_time_coordinate, label_of, precipitation_input
 
 __all__ = ["interpolate", "hr_template_coords", "baseline_input", "on_hr_grid"]
@@ -174,8 +174,7 @@ def interpolate(
     S, T = positive_int(S, "S"), positive_int(T, "T")
     if method not in ("bicubic", "nearest"):
         raise ValueError(f"method must be 'bicubic' or 'nearest', got {method!r}")
-    if time_method not in TIME_METHODS:
-        raise ValueError(f"time_method must be one of {TIME_METHODS}, got {time_method!r}")
+    check_time_method(time_method)  # now, not when a lazy result is computed
     lr, found, coords = baseline_input(lr, S, T, dims, hr_step)
     ydim, xdim = found["y"], found["x"]
     yhr, xhr = f"__{ydim}_hr", f"__{xdim}_hr"

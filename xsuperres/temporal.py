@@ -38,7 +38,7 @@ import numpy as np
 
 from .checks import positive_int
 
-__all__ = ["TIME_METHODS", "upsample_in_time", "persistence_in_time", "linear_in_time",
+__all__ = ["TIME_METHODS", "check_time_method", "upsample_in_time", "persistence_in_time", "linear_in_time",
            "motion_in_time", "conserve_in_time", "optical_flow", "advect"]
 
 #: frames smaller than this (pixels, either side) are edge-padded for the optical flow
@@ -46,6 +46,13 @@ MIN_FLOW_SIZE = 64
 
 #: the ``time_method`` names of :func:`upsample_in_time` (and :func:`xsuperres.interpolate`)
 TIME_METHODS = ("persistence", "linear", "motion")
+
+
+def check_time_method(method: str) -> str:
+    """``method`` if it is one of :data:`TIME_METHODS`; a ``ValueError`` naming them otherwise."""
+    if method not in TIME_METHODS:
+        raise ValueError(f"time_method must be one of {TIME_METHODS}, got {method!r}")
+    return method
 
 
 def _check_sequence(x: np.ndarray) -> np.ndarray:
@@ -231,9 +238,7 @@ def upsample_in_time(x: np.ndarray, T: int, method: str = "persistence", **kwarg
     ``kwargs`` go to :func:`motion_in_time` (``flow``, ``velocities``). NaN pixels give NaN
     in their ``T`` HR steps.
     """
-    if method not in TIME_METHODS:
-        raise ValueError(f"time_method must be one of {TIME_METHODS}, got {method!r}")
-    if method == "motion":
+    if check_time_method(method) == "motion":
         return motion_in_time(x, T, **kwargs)
     x = _check_sequence(x)
     if method == "persistence":

@@ -20,6 +20,17 @@ from .dims import find_dims
 __all__ = ["plot_panels", "plot_members", "plot_pit", "plot_spectra", "mean_spectrum"]
 
 
+def _pyplot(path):
+    """matplotlib.pyplot, on the Agg backend when a PNG is written (headless runs)."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _frame(da: xr.DataArray, time, tdim: Hashable) -> xr.DataArray:
     """The frame of ``da`` valid at ``time`` (an LR frame covers its whole block)."""
     if tdim not in da.dims:
@@ -59,12 +70,7 @@ def plot_panels(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot(path)
     first = next(iter(fields.values()))
     tdim = find_dims(first, dims, roles=("time",))["time"]
     if times is None:
@@ -97,16 +103,6 @@ def plot_panels(
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
-
-
-def _pyplot(path):
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_members(

@@ -71,7 +71,7 @@ def model_facts(model: Any) -> dict[str, str]:
                      f"{n['total'] / 1e6:.2f} M parameters (mean {n['mean_net'] / 1e6:.2f} M + "
                      f"diffusion {n['diffusion_net'] / 1e6:.2f} M)"),
         "normalization": ("cap unset" if cap is None else f"cap {cap:.3g} mm/h")
-                         + ("" if getattr(c, "clip", True) else ", not clipped"),
+                         + ("" if c.clip else ", not clipped"),
         "mass conservation": (f"trained with {c.mass_conservation!r}; default at inference "
                               f"(\"auto\") {auto!r}"),
         "training data": _training_data(model),

@@ -30,7 +30,6 @@ This module imports torch and numpy only (no xarray, dask or pooch).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from pathlib import Path
@@ -113,8 +112,8 @@ class SRModel(nn.Module):
         self.schedule = LinearSchedule(config.beta_max, config.beta_min, config.J)
         self.normalization = self._check_normalization(normalization)
         self.metadata: dict[str, Any] = dict(metadata) if metadata is not None else {}
-        #: the model card (``card.json``) of a pretrained model, set by
-        #: :func:`xsuperres.load_model`; None otherwise
+        #: the model card (free-form JSON): read from ``card.json`` by :meth:`load`
+        #: (every pretrained model has one), written by :meth:`save`; None otherwise
         self.card: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ properties
@@ -244,7 +243,7 @@ class SRModel(nn.Module):
         mode = inference_mass_conservation(self.config, mass_conservation)
         if mode == self.config.mass_conservation:
             return self.config
-        return dataclasses.replace(self.config, mass_conservation=mode)
+        return self.config.replace(mass_conservation=mode)
 
     def _mean(
         self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float,

@@ -39,7 +39,8 @@ def section(name: str, study: dict) -> tuple[str, dict]:
              "CRPS in mm/h on the wettest corner box of each event outside the training crop "
              f"(the wettest {study['blocks']} consecutive LR blocks there), {study['members']} "
              "members; the boxes were not trained on but the days were. Linear and "
-             "motion-compensated interpolation use the following LR step. The default "
+             "motion-compensated interpolation, and the full model around the motion mean "
+             "(`downscale(..., mean=\"motion\")`, S = 1 only), use the following LR step. The default "
              "`mass_conservation=\"auto\"` is the block row for every shipped model but "
              "`radar-s25-t6` (see docs/model.md).", "",
              "| method | " + " | ".join(e.split("_5min")[0] for e in events) + " |",

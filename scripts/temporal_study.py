@@ -12,7 +12,9 @@ the 5-min truth (NaN filled with 0):
 * the deterministic mean (``downscale_mean``) and the full model (``downscale``,
   ``--members`` members, the default sampler) of ``radar-s1-t3``, each with
   ``mass_conservation="block"`` (the default ``"auto"`` at S = 1) and ``"tile"`` (the
-  mode it was trained with and that its card's scores used).
+  mode it was trained with and that its card's scores used);
+* for S = 1 models, the full model with ``mean="motion"``: the diffusion stage samples
+  around the motion-compensated interpolation instead of ``U_det``'s mean.
 
 ``--model`` picks another shipped model or a model directory (a model with
 ``config.lookahead = 1`` also gets the block after the scored ones, as the linear and
@@ -116,6 +118,13 @@ def main(argv=None) -> int:
             ens = xs.downscale(ctx, model, args.members, context="drop", strict=False,
                                mass_conservation=mode).load()
             rows[f"full model ({mode} MC, {args.members} members)"] = scores(ens, truth)
+        if S == 1 and T > 1:
+            # the diffusion stage around the motion-compensated interpolation instead of
+            # U_det's mean (it uses the block after the scored ones, like the motion peer)
+            ctx1 = lr.isel(time=slice(0, L + args.blocks + max(c.lookahead - 1, 0)))
+            ens = xs.downscale(ctx1, model, args.members, context="drop", strict=False,
+                               mean="motion").load()
+            rows[f"full model (motion mean, block MC, {args.members} members)"] = scores(ens, truth)
         out["events"][f] = {"box": box, "first_block": b0, "wet_mean_mm_h": float(truth.mean()),
                             "max_mm_h": float(truth.max()), "rows": rows,
                             "seconds": time.perf_counter() - t0}

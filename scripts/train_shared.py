@@ -31,7 +31,8 @@ What it does
    then the tile cut out; ``--no-rainfarm`` skips it and the motion peer), the EDSR baseline trained on the same
    samples with the mean stage's protocol (``--edsr-epochs N``; 0, the default, skips it),
    the deterministic-only model (``SRModel.predict_mean``) and the full model
-   (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``), with
+   (``SRModel.predict``, ``--members`` members, for each sampler of ``--samplers``; for
+   S = 1 also around the motion peer, ``predict(..., mean=...)``), with
    CRPS, PITD, pe99 and LSD of :mod:`xsuperres.metrics` on the uncapped truth in mm/h.
    LR inputs are the perfect coarsening of the *raw* HR data (the model caps them itself).
    No topography exists for these files: the topography input is zeros.
@@ -232,8 +233,8 @@ def main(argv=None) -> int:
         results["linear in time"] = scores(temporal_peer(td, "linear", records), truth)
         if not args.no_rainfarm:  # pysteps, like RainFARM
             t0 = time.perf_counter()
-            results["motion-compensated (Proesmans flow)"] = scores(
-                temporal_peer(td, "motion", records), truth)
+            motion = temporal_peer(td, "motion", records)
+            results["motion-compensated (Proesmans flow)"] = scores(motion, truth)
             timing["motion"] = time.perf_counter() - t0
     if not args.no_rainfarm:
         t0 = time.perf_counter()
@@ -259,6 +260,16 @@ def main(argv=None) -> int:
                                                              truth.reshape(-1, *truth.shape[2:])))
         timing[name] = time.perf_counter() - t0
         log.info("%s done in %.1f min", name, timing[name] / 60)
+    if args.S == 1 and args.T > 1 and not args.no_rainfarm:
+        # the diffusion stage around the motion peer instead of U_det's mean
+        # (downscale(..., mean="motion"); uses the following LR step like the peer)
+        sampler, steps = args.samplers.split(",")[0].split(":")
+        t0 = time.perf_counter()
+        ens = model.predict(ctx, n_members=args.members, sampler=sampler, steps=int(steps),
+                            seed=args.seed, device=args.device, mean=motion[:, 0])
+        name = f"full model around the motion mean ({sampler}, {steps} steps, {args.members} members)"
+        results[name] = scores(ens, truth)
+        timing[name] = time.perf_counter() - t0
 
     text = table(results, cols=("crps", "pitd", "pe99", "lsd", "mae", "pit_outer_fraction"), width=20)
     print(text, flush=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import io
+import sys
 
 import numpy as np
 import pandas as pd
@@ -89,13 +89,12 @@ def test_refusals():
 
 
 def test_without_pysteps_the_error_says_how_to_install(monkeypatch):
-    real = builtins.__import__
-
-    def no_pysteps(name, *args, **kwargs):
-        if name.startswith("pysteps"):
-            raise ImportError("No module named 'pysteps'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pysteps)
-    with pytest.raises(ImportError, match=r"xsuperres\[peers\]"):
+    # a None entry in sys.modules makes every import of that module fail, as if absent
+    for name in ("pysteps", "pysteps.downscaling", "pysteps.downscaling.rainfarm", "pysteps.motion"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r"RainFARM needs pysteps.*xsuperres\[peers\]"):
         rainfarm(_lr(), 4)
+    from xsuperres.temporal import optical_flow
+
+    with pytest.raises(ImportError, match=r"motion-compensated interpolation needs pysteps.*xsuperres\[peers\]"):
+        optical_flow(np.ones((8, 8)), np.ones((8, 8)))

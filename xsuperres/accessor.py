@@ -62,8 +62,8 @@ class STSRAccessor:
 
         See :func:`xsuperres.downscale` for the keyword arguments (``topography``,
         ``sampler``, ``steps``, ``seed``, ``device``, ``batch_size``, ``context``,
-        ``strict``, ``dims``, ``eta``, ``tile_size``, ``overlap``, ``mass_conservation``) and
-        the output.
+        ``strict``, ``dims``, ``eta``, ``tile_size``, ``overlap``, ``mass_conservation``,
+        ``mean``) and the output.
         """
         from .downscaling import downscale
 

@@ -21,8 +21,6 @@ smoothing kernel).
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Hashable, Mapping
 from typing import Optional
 
@@ -32,21 +30,14 @@ import xarray as xr
 from .cf import append_history
 from .checks import positive_int
 from .checks import seed as check_seed
+from ._pysteps import import_pysteps
 from .interpolate import baseline_input, on_hr_grid
 
 __all__ = ["rainfarm", "rainfarm_frame", "member_seed"]
 
 
 def _pysteps_rainfarm():
-    try:
-        # pysteps prints where it found its configuration file when first imported
-        with contextlib.redirect_stdout(io.StringIO()):
-            from pysteps.downscaling import rainfarm as rf
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "RainFARM needs pysteps, an optional dependency: pip install \"xsuperres[peers]\" "
-            f"(or pip install pysteps); import failed with: {err}") from None
-    return rf
+    return import_pysteps("downscaling.rainfarm", "RainFARM")
 
 
 def member_seed(seed: int, member: int, step: int) -> int:

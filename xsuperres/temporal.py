@@ -30,16 +30,15 @@ of an LR frame are NaN in its ``T`` HR steps.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Optional
 
 import numpy as np
 
+from ._pysteps import import_pysteps
 from .checks import positive_int
 
-__all__ = ["TIME_METHODS", "check_time_method", "upsample_in_time", "persistence_in_time", "linear_in_time",
-           "motion_in_time", "conserve_in_time", "optical_flow", "advect"]
+__all__ = ["TIME_METHODS", "check_time_method", "upsample_in_time", "block_in_time", "persistence_in_time",
+           "linear_in_time", "motion_in_time", "conserve_in_time", "optical_flow", "advect"]
 
 #: frames smaller than this (pixels, either side) are edge-padded for the optical flow
 MIN_FLOW_SIZE = 64
@@ -158,13 +157,7 @@ def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "proesmans") -> np.
     needs ``opencv-python-headless``). Frames smaller than :data:`MIN_FLOW_SIZE` pixels
     are edge-padded first. Returns ``(2, h, w)`` (x, y); zero where both frames are dry.
     """
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints its config file
-            from pysteps import motion
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "motion-compensated interpolation needs pysteps, an optional dependency: "
-            f"pip install \"xsuperres[peers]\" (import failed with: {err})") from None
+    motion = import_pysteps("motion", "motion-compensated interpolation")
     pair = np.log1p(np.nan_to_num(np.stack([a, b]), nan=0.0).clip(min=0))
     h, w = pair.shape[1:]
     if not pair.any():
@@ -175,8 +168,9 @@ def optical_flow(a: np.ndarray, b: np.ndarray, method: str = "proesmans") -> np.
     if py or px:
         pair = np.pad(pair, ((0, 0), (py // 2, py - py // 2), (px // 2, px - px // 2)), mode="edge")
     fn = motion.get_method(method)
-    with contextlib.redirect_stdout(io.StringIO()):
-        V = fn(pair) if method.lower() == "proesmans" else fn(pair, verbose=False)
+    # no stdout redirection here: it is process-wide and not thread-safe (two dask tasks
+    # redirecting at once can leave sys.stdout pointing at a discarded buffer)
+    V = fn(pair) if method.lower() == "proesmans" else fn(pair, verbose=False)
     V = np.asarray(V, dtype=np.float64)[:2, py // 2:py // 2 + h, px // 2:px // 2 + w]
     return np.nan_to_num(V)
 
@@ -248,3 +242,31 @@ def upsample_in_time(x: np.ndarray, T: int, method: str = "persistence", **kwarg
     if nan.any():
         out[np.repeat(nan, positive_int(T, "T"), axis=0)] = np.nan
     return out
+
+
+def block_in_time(window: np.ndarray, T: int, method: str = "motion", **kwargs) -> np.ndarray:
+    """The ``T`` HR steps of the middle block of the LR window ``x[t-1], x[t], x[t+1]``.
+
+    ``window``: ``(..., 3, h, w)`` mm/h (leading axes are independent windows, e.g. the
+    tiles of a downscaling chunk); returns ``(..., T, h, w)`` float64, the block ``t``
+    part of :func:`upsample_in_time` on the window (``T`` steps averaging to ``x[t]``).
+    This is the conditional mean that :func:`xsuperres.downscale` hands to the diffusion
+    stage with ``mean="motion"`` (or ``"linear"``, ``"persistence"``). ``kwargs`` go to
+    :func:`motion_in_time`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xsuperres.temporal import block_in_time
+    >>> block_in_time(np.array([0.0, 3.0, 6.0])[:, None, None], 3, "linear").ravel()
+    array([2., 3., 4.])
+    """
+    w = np.asarray(window, dtype=np.float64)
+    if w.ndim < 3 or w.shape[-3] != 3:
+        raise ValueError(f"window must have shape (..., 3, h, w) (x[t-1], x[t], x[t+1]), got {w.shape}")
+    T = positive_int(T, "T")
+    lead, (h, wd) = w.shape[:-3], w.shape[-2:]
+    flat = w.reshape(-1, 3, h, wd)
+    out = np.stack([upsample_in_time(f, T, method, **kwargs)[T:2 * T] for f in flat]) \
+        if flat.shape[0] else np.empty((0, T, h, wd))
+    return out.reshape(lead + (T, h, wd))

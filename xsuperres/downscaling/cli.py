@@ -64,7 +64,8 @@ def run_cli(args) -> int:
     out = downscale(ds, args.model, args.members, topography=topo, sampler=args.sampler,
                     steps=args.steps, seed=args.seed, device=args.device, context=args.context,
                     strict=not args.no_strict,
-                    mass_conservation=None if args.mass_conservation == "none" else args.mass_conservation)
+                    mass_conservation=None if args.mass_conservation == "none" else args.mass_conservation,
+                    mean=args.mean)
     target = str(args.output)
     if target.endswith(".nc"):
         job = out.to_netcdf(target, engine="netcdf4", compute=False)

@@ -25,6 +25,7 @@ from dask.base import tokenize
 
 from ..checks import TOPOGRAPHY_FIX, finite_array
 from ..noise import position_noise
+from ..temporal import block_in_time
 from .batching import samples_per_call
 from .options import MEMBERS_PER_CHUNK
 from .allocator import tune_allocator
@@ -67,6 +68,10 @@ class RunSettings:
     mass_conservation
         The resolved output mode (``"tile"``, ``"block"`` or None) passed to
         :meth:`SRModel.predict` / :meth:`SRModel.predict_mean`.
+    mean
+        ``"network"``: ``U_det``'s mean; a time method of :mod:`xsuperres.temporal`: the
+        mean is the field of :func:`mean_in_time`, cut per tile and passed to
+        :meth:`SRModel.predict` as ``mean``.
     """
 
     handle: ModelHandle
@@ -82,6 +87,7 @@ class RunSettings:
     check_negative: bool
     mean_only: bool = False
     mass_conservation: Optional[str] = "tile"
+    mean: str = "network"
 
 
 @dataclass(frozen=True)
@@ -164,9 +170,46 @@ def time_halo(X: dsa.Array, L: int, context: str,
     return ctx, tidx, t0
 
 
+def mean_in_time(ctx: dsa.Array, L: int, T: int, method: str) -> dsa.Array:
+    """The conditional mean of ``downscale(..., mean=method)`` for every output block.
+
+    Parameters
+    ----------
+    ctx
+        From :func:`time_halo` with at least one LR step after the block:
+        ``(n_out, L + K, ny, nx)``, ``K >= 1``, chronological.
+    L
+        The model's context length (frame ``L - 1`` is the block's own).
+    T
+        HR steps per LR step.
+    method
+        A time method of :mod:`xsuperres.temporal` (``"motion"``, ``"linear"``,
+        ``"persistence"``).
+
+    Returns
+    -------
+    dask.array.Array
+        ``(n_out, T, ny, nx)`` float32 mm/h (S = 1: the LR grid is the HR grid):
+        :func:`~xsuperres.temporal.block_in_time` of ``x[t-1], x[t], x[t+1]`` (``x[t]``
+        twice for ``L = 1``; NaN as 0), computed on the **whole domain** per LR step (one
+        task per time chunk): the optical flow sees all of it, and no spatial chunking or
+        tiling changes the field.
+    """
+    window = ctx[:, [max(L - 2, 0), L - 1, L]].rechunk({1: 3, 2: -1, 3: -1})
+    return window.map_blocks(_block_means, T, method, dtype=np.float32,
+                             chunks=(window.chunks[0], (T,), window.chunks[2], window.chunks[3]),
+                             name="xsuperres-mean-" + tokenize(window, T, method))
+
+
+def _block_means(window: np.ndarray, T: int, method: str) -> np.ndarray:
+    """``(nt, 3, ny, nx)`` LR windows -> ``(nt, T, ny, nx)`` float32 (NaN as 0)."""
+    w = np.nan_to_num(np.asarray(window, dtype=np.float64), nan=0.0)
+    return block_in_time(w, T, method).astype(np.float32)
+
+
 def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xchunks: tuple[int, ...],
                    topo: Optional[dsa.Array], run: RunSettings, n_members: int, p: int,
-                   overlap: int) -> dsa.Array:
+                   overlap: int, mean: Optional[dsa.Array] = None) -> dsa.Array:
     """The lazy HR ensemble of one variable, one blockwise layer per spatial chunk.
 
     Parameters
@@ -183,6 +226,9 @@ def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xc
         Ensemble size; the member axis is chunked by ``MEMBERS_PER_CHUNK``.
     p, overlap
         Tile side and overlap in LR pixels (both shortened on domains smaller than a tile).
+    mean
+        ``(n_out, T, ny S, nx S)`` conditional mean in mm/h (:func:`mean_in_time`) used
+        instead of ``U_det``'s, or None.
 
     Returns
     -------
@@ -214,13 +260,17 @@ def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xc
                              ty=tuple(ty), tx=tuple(tx), py=py, px=px, wy=wy, wx=wx)
             sub = ctx[:, :, ra:rb, rc:rd].rechunk({0: tchunks, 1: L, 2: rb - ra, 3: rd - rc})
             args: list[Any] = [members, "m", sub, "tlyx", tidx, "t"]
-            topo_part = None
+            topo_part = mean_part = None
             if topo is not None:
                 topo_part = topo[ra * S:rb * S, rc * S:rd * S].rechunk(-1)
-                args += [topo_part, "YX"]
+            if mean is not None:
+                mean_part = mean[:, :, ra * S:rb * S, rc * S:rd * S].rechunk(
+                    {0: tchunks, 1: T, 2: (rb - ra) * S, 3: (rd - rc) * S})
+            args += [topo_part, None if topo_part is None else "YX",
+                     mean_part, None if mean_part is None else "tkYX"]
             # every input is in the token (the topography too): two graphs that differ in
             # any input must never share task names, or dask.compute(a, b) would mix them
-            name = "xsuperres-downscale-" + tokenize(members, sub, tidx, plan, topo_part)
+            name = "xsuperres-downscale-" + tokenize(members, sub, tidx, plan, topo_part, mean_part)
             row.append(dsa.blockwise(
                 _downscale_block, "mtyx", *args,
                 adjust_chunks={"t": lambda k: k * T, "y": ((b - a) * S,), "x": ((d - cc) * S,)},
@@ -234,7 +284,7 @@ def ensemble_graph(ctx: dsa.Array, tidx: dsa.Array, ychunks: tuple[int, ...], xc
 # the per-chunk computation (runs in the workers)
 # ---------------------------------------------------------------------------------------
 def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[tuple[int, int, int]],
-                  members: np.ndarray, run: RunSettings) -> np.ndarray:
+                  members: np.ndarray, run: RunSettings, mean: Optional[np.ndarray] = None) -> np.ndarray:
     """Ensemble for ``x (n, L, p, p)`` mm/h -> ``(n, len(members), T, pS, pS)`` mm/h
     (``run.mean_only``: the deterministic mean as the one member).
 
@@ -258,14 +308,16 @@ def _sample_tiles(model, x: np.ndarray, topo: Optional[np.ndarray], keys: list[t
     return model.predict(x, topography=topo, n_members=len(members), sampler=run.sampler,
                          steps=run.steps, eta=run.eta, device=model.device,
                          batch_size=x.shape[0] * len(members), noise_fn=noise_fn,
-                         mass_conservation=run.mass_conservation)
+                         mass_conservation=run.mass_conservation, mean=mean)
 
 
 def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
-                     topo: Optional[np.ndarray] = None, *, plan: ChunkPlan) -> np.ndarray:
+                     topo: Optional[np.ndarray] = None, mean: Optional[np.ndarray] = None, *,
+                     plan: ChunkPlan) -> np.ndarray:
     """One output chunk: ``ctx (nt, L, ry, rx)`` LR context with its spatial halo and the
     global numbers of its ``members`` -> ``(len(members), nt T, (b - a) S, (d - c) S)``
-    float32 mm/h.
+    float32 mm/h. ``topo``: the HR elevation of the halo; ``mean``: the given conditional
+    mean ``(nt, T, ry S, rx S)`` of the halo (:func:`mean_in_time`); each or None.
 
     Runs with torch's intra-op threads set by :func:`~.threads.task_threads` (at most the
     cores divided by the dask tasks running at once; the caller's setting is restored
@@ -274,11 +326,12 @@ def _downscale_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
     """
     tune_allocator()
     with task_threads():
-        return _compute_block(members, ctx, tidx, topo, plan)
+        return _compute_block(members, ctx, tidx, topo, plan, mean)
 
 
 def _compute_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
-                   topo: Optional[np.ndarray], plan: ChunkPlan) -> np.ndarray:
+                   topo: Optional[np.ndarray], plan: ChunkPlan,
+                   mean: Optional[np.ndarray] = None) -> np.ndarray:
     """The body of :func:`_downscale_block`: tiles in batches, blended, cropped."""
     run = plan.run
     model = get_model(run.handle, run.device)
@@ -330,8 +383,12 @@ def _compute_block(members: np.ndarray, ctx: np.ndarray, tidx: np.ndarray,
         if topo_n is not None:
             tb = np.stack([topo_n[(tiles[k][0] - ra) * S:(tiles[k][0] - ra + py) * S,
                                   (tiles[k][1] - rc) * S:(tiles[k][1] - rc + px) * S] for k, _ in sub])
+        mb = None
+        if mean is not None:
+            mb = np.stack([mean[i, :, (tiles[k][0] - ra) * S:(tiles[k][0] - ra + py) * S,
+                                (tiles[k][1] - rc) * S:(tiles[k][1] - rc + px) * S] for k, i in sub])
         keys = [(int(tidx[i]), tiles[k][0] * S, tiles[k][1] * S) for k, i in sub]
-        y = _sample_tiles(model, xb, tb, keys, members, run)  # (g, M, T, pyS, pxS)
+        y = _sample_tiles(model, xb, tb, keys, members, run, mb)  # (g, M, T, pyS, pxS)
         for j, (k, i) in enumerate(sub):
             (y0, y1, x0, x1), whr = placed[k]
             ty, tx = tiles[k]

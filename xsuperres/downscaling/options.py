@@ -32,6 +32,9 @@ __all__ = ["MAX_MEMBERS", "MEMBERS_PER_CHUNK", "DownscaleOptions", "build_option
 ModelLike = Union["SRModel", str, os.PathLike]
 
 CONTEXT_MODES = ("pad", "drop")
+#: ``downscale(..., mean=)``: ``"network"`` (``U_det``) or a time method of
+#: :mod:`xsuperres.temporal` applied to the LR steps around each block
+MEAN_METHODS = ("network", "persistence", "linear", "motion")
 #: members per output chunk: members are independent, so the member axis is chunked and a
 #: chunk's memory does not grow with ``n_members``; a function of ``n_members`` only, so
 #: every chunking of the input sends the same (sample, members) batches to the networks
@@ -84,6 +87,9 @@ class DownscaleOptions:
     mass_conservation
         The resolved output mode (:func:`~xsuperres.config.inference_mass_conservation`):
         ``"tile"``, ``"block"`` or None.
+    mean
+        The conditional mean of the diffusion stage: ``"network"`` (``U_det``) or a time
+        method of :data:`MEAN_METHODS` (S = 1 models with T > 1 only).
     """
 
     model: Any
@@ -103,6 +109,31 @@ class DownscaleOptions:
     topography: Any = None
     mean_only: bool = False
     mass_conservation: Optional[str] = "tile"
+    mean: str = "network"
+
+    @property
+    def lookahead(self) -> int:
+        """LR steps after each block that the tasks need: the model's lookahead, or 1 for a
+        ``"linear"`` / ``"motion"`` mean (they interpolate towards the next step)."""
+        need = 1 if self.mean in ("linear", "motion") else 0
+        return max(int(self.model.config.lookahead), need)
+
+
+def check_mean(mean: str, config: Any, mean_only: bool) -> str:
+    """``mean`` if ``downscale`` can use it with a model of this ``config``; else a ValueError."""
+    if mean not in MEAN_METHODS:
+        raise ValueError(f"mean must be one of {MEAN_METHODS}, got {mean!r}")
+    if mean == "network":
+        return mean
+    if mean_only:
+        raise ValueError(f"downscale_mean has no mean={mean!r}: that mean is "
+                         f"xsuperres.interpolate(..., time_method={mean!r})")
+    if config.S != 1 or config.T < 2:
+        raise ValueError(
+            f"mean={mean!r} interpolates the LR steps in time only, so it needs a temporal "
+            f"model (S = 1, T > 1); this one has (S, T) = ({config.S}, {config.T}): use "
+            "mean='network'")
+    return mean
 
 
 def default_tile_size(config: Any) -> int:
@@ -151,6 +182,7 @@ def build_options(
     overlap: Optional[int],
     mean_only: bool = False,
     mass_conservation: Optional[str] = "auto",
+    mean: str = "network",
 ) -> DownscaleOptions:
     """Check the arguments of :func:`xsuperres.downscale` and resolve the model.
 
@@ -161,6 +193,7 @@ def build_options(
     m = resolve_model(model)
     c = m.config
     mode = inference_mass_conservation(c, mass_conservation)
+    mean = check_mean(mean, c, mean_only)
     M = positive_int(n_members, "n_members")
     if M > MAX_MEMBERS:
         raise ValueError(
@@ -210,4 +243,4 @@ def build_options(
         model=m, handle=handle_for(m), n_members=M, seed=int(seed), sampler=sampler, steps=steps,
         n_steps=n_steps, eta=float(eta), device=device, batch_size=batch_size, context=context,
         strict=strict, p=p, overlap=o, topography=topography, mean_only=bool(mean_only),
-        mass_conservation=mode)
+        mass_conservation=mode, mean=mean)

@@ -120,6 +120,24 @@ def prepare_inputs(
     return lead, x, topo
 
 
+def prepare_mean(mean: Any, lead: tuple[int, ...], N: int, T: int, H: int, W: int) -> np.ndarray:
+    """A given conditional mean (``predict(..., mean=)``) as ``(N, T, H, W)`` float32 mm/h.
+
+    ``mean`` must have shape ``lead + (T, H, W)``, be finite and non-negative; not modified.
+    """
+    if isinstance(mean, torch.Tensor):
+        mean = mean.detach().cpu().numpy()
+    a = np.asarray(mean, dtype=np.float32)
+    want = lead + (T, H, W)
+    if a.shape != want:
+        raise ValueError(f"mean must have shape {want} (the samples' shape, then T, H, W), "
+                         f"got {a.shape}")
+    finite_array(a, "mean", "fill missing values before predict")
+    if (a < 0).any():
+        raise ValueError(f"mean contains negative precipitation rates (min {float(a.min()):g} mm/h)")
+    return a.reshape(N, T, H, W)
+
+
 def _topo_slice(
     topo: Optional[np.ndarray], s0: int, n: int, dev: torch.device
 ) -> Optional[torch.Tensor]:

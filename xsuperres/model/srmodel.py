@@ -42,14 +42,14 @@ from torch import nn
 from ..checks import positive_int
 from ..checks import seed as check_seed
 from ..config import SRConfig, inference_mass_conservation
-from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage
+from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage, upsample_context
 from ..nn.diffusion import LinearSchedule, check_sampler, sample
 from ..nn.samplers import DEFAULT_SAMPLER
 from ..nn.unet import DeterministicUNet, DiffusionUNet
 from ..noise import item_noise, sample_keys
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
-from .inputs import _topo_slice, prepare_inputs
+from .inputs import _topo_slice, prepare_inputs, prepare_mean
 from .normalization import ArrayLike, _check_cap, normalize_precip
 
 _KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
@@ -269,11 +269,19 @@ class SRModel(nn.Module):
         return D, context, target
 
     def _mean_batches(self, x_all: np.ndarray, topo_all: Optional[np.ndarray], size: int,
-                      dev: torch.device, cap: float, config: SRConfig):
-        """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at a time."""
+                      dev: torch.device, cap: float, config: SRConfig,
+                      mean_all: Optional[np.ndarray] = None):
+        """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at
+        a time; with ``mean_all`` (mm/h, ``(N, T, H, W)``) ``D`` is that mean, normalized, and
+        ``U_det`` is not run."""
         for s0 in range(0, x_all.shape[0], size):
             x = torch.from_numpy(x_all[s0 : s0 + size]).to(dev)
-            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config))
+            if mean_all is None:
+                yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config))
+                continue
+            context = upsample_context(normalize_precip(x, cap, clip=config.clip), config.S)
+            D = torch.from_numpy(mean_all[s0 : s0 + size]).to(dev) / cap
+            yield s0, D, context, x[:, -1] / cap
 
     def _run(self, device: DeviceLike) -> tuple[torch.device, bool]:
         dev = resolve_device(device)
@@ -352,6 +360,7 @@ class SRModel(nn.Module):
         spacing: Optional[str] = None,
         noise_fn: Optional[Callable[[int, int, int], ArrayLike]] = None,
         mass_conservation: Optional[str] = "auto",
+        mean: Optional[ArrayLike] = None,
     ) -> np.ndarray:
         """Sample an ensemble of HR sequences for each LR context.
 
@@ -407,6 +416,14 @@ class SRModel(nn.Module):
         mass_conservation
             As for :meth:`predict_mean`; applied to the deterministic mean and to every
             member (``"block"``: each member's block means equal the input exactly).
+        mean
+            Optional conditional mean ``D`` in mm/h, shape ``(..., T, H, W)`` (finite,
+            non-negative), used **instead of** ``U_det``'s output: the diffusion stage
+            samples the residual around it (conditioned on it, as on ``U_det``'s mean in
+            training) and the members are mass-conserved as usual. For temporal
+            super-resolution, e.g. the motion-compensated interpolation of the LR steps
+            around the block (:func:`xsuperres.temporal.block_in_time`;
+            ``xsuperres.downscale(..., mean="motion")``). ``None``: ``U_det``.
 
         Returns
         -------
@@ -434,6 +451,7 @@ class SRModel(nn.Module):
         N, _, h, w = x_all.shape
         H, W = h * c.S, w * c.S
         keys = sample_keys(noise_keys, lead, N)
+        mean_all = None if mean is None else prepare_mean(mean, lead, N, c.T, H, W)
         bs = 16 if batch_size is None else positive_int(batch_size, "batch_size")
         out = np.empty((N, M, c.T, H, W), dtype=np.float32)
         if N == 0:
@@ -451,7 +469,7 @@ class SRModel(nn.Module):
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
-                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap, c):
+                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap, c, mean_all):
                     lr_up = context[:, -1:]
                     items = [(i, m) for i in range(D.shape[0]) for m in range(M)]
                     for b0 in range(0, len(items), bs):

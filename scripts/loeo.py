@@ -64,10 +64,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _method_key(name: str) -> str:
-    for key in ("bicubic", "nearest", "RainFARM", "EDSR", "deterministic", "full model"):
+    for key in ("bicubic", "nearest", "RainFARM", "EDSR", "deterministic", "full model around the motion mean",
+                "full model", "linear in time", "motion-compensated"):
         if name.startswith(key):
             return key
     return name
+
+
+def _temporal_targets(e: str, res: dict) -> list[str]:
+    """S = 1 pairs: each full-model row against the temporal peers (at least 10 % below
+    persistence, i.e. nearest, linear and motion-compensated interpolation; PITD < 0.1)."""
+    out = []
+    peers = {"persistence": res.get("nearest"), "linear": res.get("linear in time"),
+             "motion": res.get("motion-compensated")}
+    for key, label in (("full model", "full model"), ("full model around the motion mean", "around the motion mean")):
+        full = res.get(key)
+        if not full:
+            continue
+        checks = []
+        for peer, r in peers.items():
+            if r:
+                gain = 1 - full["crps"] / r["crps"]
+                checks.append(f"{100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} {peer} "
+                              f"({'met' if gain >= 0.10 else 'missed'})")
+        checks.append(f"PITD {full['pitd']:.3f} ({'met' if full['pitd'] < 0.1 else 'missed'})")
+        out.append(f"- {e}, {label}: CRPS " + "; ".join(checks))
+    return out
 
 
 def summary(args: argparse.Namespace) -> int:
@@ -112,6 +134,12 @@ def summary(args: argparse.Namespace) -> int:
                       f"pe99 {full['pe99']:.2f} vs {rf['pe99']:.2f} ({'met' if full['pe99'] <= rf['pe99'] else 'missed'})",
                       f"LSD {full['lsd']:.3f} vs {rf['lsd']:.3f} ({'met' if full['lsd'] <= rf['lsd'] else 'missed'})"]
             lines.append(f"- {e}: " + "; ".join(checks))
+        if pair.startswith("1x"):
+            lines += ["", "Targets of temporal super-resolution (each full-model row against the "
+                      "temporal peers: at least 10 % below persistence, linear and motion-compensated "
+                      "interpolation; PITD < 0.1):", ""]
+            for e in evs:
+                lines += _temporal_targets(e, {_method_key(n): r for n, r in folds[e]["results"].items()})
         lines.append("")
     text = "\n".join(lines)
     if args.out:

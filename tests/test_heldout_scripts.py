@@ -122,3 +122,26 @@ def test_loeo_summary_checks_the_targets(tmp_path):
     assert "LSD 0.800 vs 0.900 (met)" in lines["mch2016"]
     # fmi2016: 0.528 vs 0.50 is 5.6 % above (missed)
     assert "5.6 % above RainFARM's (missed" in lines["fmi2016"]
+
+
+def test_loeo_summary_temporal_targets(tmp_path):
+    """S = 1 folds: both full-model rows judged against persistence, linear and motion."""
+    loeo = pytest.importorskip("loeo")
+    rows = {"nearest": (1.0, 0.2, 3.0, 1.0), "linear in time": (0.8, 0.2, 3.0, 1.0),
+            "motion-compensated (Proesmans flow)": (0.5, 0.2, 3.0, 1.0),
+            "full model (dpmpp_2m, 10 steps, 5 members)": (0.55, 0.08, 2.5, 0.8),
+            "full model around the motion mean (dpmpp_2m, 10 steps, 5 members)": (0.44, 0.12, 2.5, 0.8)}
+    d = tmp_path / "loeo_1x3_mch2016"
+    d.mkdir()
+    res = {n: dict(zip(("crps", "pitd", "pe99", "lsd"), v)) for n, v in rows.items()}
+    (d / "results.json").write_text(json.dumps({"results": res}))
+    out = tmp_path / "loeo.md"
+    assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
+    lines = [ln for ln in out.read_text().splitlines() if ln.startswith("- mch2016, ")]
+    assert len(lines) == 2
+    # network mean: 0.55 vs 1.0, 0.8, 0.5 -> 45.0 % and 31.2 % below (met), 10.0 % above motion
+    assert "45.0 % below persistence (met)" in lines[0] and "31.2 % below linear (met)" in lines[0]
+    assert "10.0 % above motion (missed)" in lines[0] and "PITD 0.080 (met)" in lines[0]
+    # around the motion mean: 0.44 vs 0.5 is 12.0 % below (met); PITD 0.12 missed
+    assert lines[1].startswith("- mch2016, around the motion mean")
+    assert "12.0 % below motion (met)" in lines[1] and "PITD 0.120 (missed)" in lines[1]

@@ -111,6 +111,10 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     # PIT histogram shape: share of the outer deciles (0.2 if calibrated)
     u = xm.pit_values(p, t)
     out["pit_outer_fraction"] = float(np.mean((u < 0.1) | (u > 0.9)))
+    # the randomized PIT (ties spread: 0 for a perfect forecast) and the mid-rank PITD a
+    # perfect forecast gets on this truth (xsuperres.metrics.pitd_floor)
+    out["pitd_randomized"] = float(xm.pitd(p, t, ties="randomized"))
+    out["pitd_floor"] = float(xm.pitd_floor(t))
     return out
 
 

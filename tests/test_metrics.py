@@ -22,6 +22,7 @@ from xsuperres.metrics import (
     pe99,
     pit_values,
     pitd,
+    pitd_floor,
     radial_spectrum,
     ssim,
 )
@@ -179,6 +180,36 @@ def test_pit_mid_rank_ties():
     assert pit_values(x, np.zeros((1, 1, 1)))[0] == 0.375
     # pitd of that single value: |0.375 - 0.5|
     assert pitd(x, np.zeros((1, 1, 1))) == pytest.approx(0.125)
+
+
+def test_randomized_pit_spreads_ties_and_equals_mid_rank_without_them():
+    x = np.array([0.0, 0.0, 0.0, 1.0]).reshape(4, 1, 1, 1)
+    truth = np.zeros((1, 1, 50))
+    pred = np.broadcast_to(x, (4, 1, 1, 50))
+    u = pit_values(pred, truth, ties="randomized", seed=3)
+    # 15 of the 20 pooled values tie with y = 0: u uniform on [0, 15 / 20]
+    assert u.min() >= 0 and u.max() <= 0.75 and np.unique(u).size == 50
+    np.testing.assert_array_equal(u, pit_values(pred, truth, ties="randomized", seed=3))
+    assert not np.array_equal(u, pit_values(pred, truth, ties="randomized", seed=4))
+    rng = np.random.default_rng(9)
+    t, m = rng.gamma(0.7, 2.0, (2, 6, 5)), rng.gamma(0.7, 2.0, (3, 2, 6, 5))  # no ties
+    np.testing.assert_array_equal(pit_values(m, t, ties="randomized"), pit_values(m, t))
+    with pytest.raises(ValueError, match="ties must be"):
+        pit_values(m, t, ties="random")
+
+
+def test_mid_rank_pitd_floor_of_a_perfect_forecast():
+    # hand-computed: 7 dry pixels at u = 0.35 against (i - 0.5) / 10, the 3 wet exact
+    y = np.r_[np.zeros(7), np.arange(1.0, 4.0)].reshape(1, 2, 5)
+    dev = 0.35 - (np.arange(1, 8) - 0.5) / 10
+    assert pitd_floor(y) == pytest.approx(np.sqrt(np.sum(dev ** 2) / 10), rel=1e-12)
+    # large frame: the continuous limit d**1.5 / sqrt(12); the randomized PIT is ~ 0
+    rng = np.random.default_rng(10)
+    big = np.where(rng.random((1, 200, 200)) < 0.7, 0.0, rng.gamma(1.0, 2.0, (1, 200, 200)))
+    d = float((big == 0).mean())
+    assert pitd_floor(big) == pytest.approx(d ** 1.5 / np.sqrt(12), rel=2e-3)
+    assert pitd(big[None], big) == pitd_floor(big)
+    assert pitd(big[None], big, ties="randomized") < 0.01
 
 
 def test_pitd_calibrated_ensemble_is_small():

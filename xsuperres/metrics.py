@@ -43,6 +43,7 @@ __all__ = [
     "pit_deviation",
     "pit_values",
     "pitd",
+    "pitd_floor",
     "radial_spectrum",
     "ssim",
 ]
@@ -237,7 +238,7 @@ def emd(pred: ArrayLike, truth: ArrayLike) -> float:
     return _mean_or_nan(np.asarray(d))
 
 
-def pit_values(pred: ArrayLike, truth: ArrayLike) -> np.ndarray:
+def pit_values(pred: ArrayLike, truth: ArrayLike, ties: str = "midrank", seed: int = 0) -> np.ndarray:
     """Probability integral transform of every valid truth pixel (unitless, in [0, 1]).
 
     Per frame, ``u = (#{X < y} + 0.5 #{X == y}) / |X|`` for each valid truth
@@ -247,30 +248,63 @@ def pit_values(pred: ArrayLike, truth: ArrayLike) -> np.ndarray:
     dry fraction of the ensemble. E.g. ``X = [0, 0, 0, 1]``, ``y = 0`` gives
     ``u = 0.375``. A frame whose ``X`` contains NaN gives NaN.
 
+    ``ties="randomized"``: ``u = (#{X < y} + v #{X == y}) / |X|`` with ``v ~ U(0, 1)``
+    drawn per value from ``numpy.random.default_rng(seed)`` (the randomized PIT): the tied
+    mass is spread instead of stacked at its middle, so a perfect forecast has uniform PIT
+    values even with many dry pixels (see :func:`pitd_floor`). Without ties both are equal.
+
     Returns
     -------
     numpy.ndarray
         ``(N,)`` values, frames concatenated in order.
     """
+    if ties not in ("midrank", "randomized"):
+        raise ValueError(f"ties must be 'midrank' or 'randomized', got {ties!r}")
+    rng = np.random.default_rng(seed) if ties == "randomized" else None
     out = []
     for x, y in _frames(pred, truth):
         xs = np.sort(x)
         lo = np.searchsorted(xs, y, side="left")
         hi = np.searchsorted(xs, y, side="right")
-        u = (lo + hi) / (2.0 * xs.size)
-        out.append(np.full_like(u, np.nan) if np.isnan(xs[-1]) else u)
+        v = 0.5 if rng is None else rng.random(y.shape)
+        u = (lo + v * (hi - lo)) / xs.size
+        out.append(np.full_like(u, np.nan, dtype=np.float64) if np.isnan(xs[-1]) else u)
     return np.concatenate(out) if out else np.empty(0)
 
 
-def pitd(pred: ArrayLike, truth: ArrayLike) -> float:
+def pitd(pred: ArrayLike, truth: ArrayLike, ties: str = "midrank", seed: int = 0) -> float:
     """PIT distance (unitless): distance of the PIT histogram from uniformity.
 
-    With the ``N`` values of :func:`pit_values` (mid-rank for ties) sorted,
+    With the ``N`` values of :func:`pit_values` (mid-rank for ties by default;
+    ``ties="randomized"``: the randomized PIT with ``seed``) sorted,
     ``PITD = sqrt(mean((u_(i) - (i - 0.5) / N)**2))``, ``i = 1 .. N``.
     0 for a calibrated ensemble; an under-dispersive ensemble has U-shaped PIT
-    and a large PITD.
+    and a large PITD. With mid-rank ties even a perfect forecast has a PITD above 0
+    where the truth has dry pixels: :func:`pitd_floor`.
     """
-    return pit_deviation(pit_values(pred, truth))
+    return pit_deviation(pit_values(pred, truth, ties=ties, seed=seed))
+
+
+def pitd_floor(truth: ArrayLike) -> float:
+    """The mid-rank PITD of a perfect forecast: ``pitd(truth[None], truth)`` (unitless).
+
+    Every dry truth pixel of a frame gets the same mid-rank PIT ``d / 2`` (``d``: the
+    frame's dry fraction) where a uniform histogram would spread them over ``[0, d]``; for
+    one frame with continuous wet values this is ``PITD = d**1.5 / sqrt(12)`` (0.169 at
+    70 % dry), whatever the forecast's skill. Compare a mid-rank PITD with this floor, or
+    use ``pitd(..., ties="randomized")``, whose perfect-forecast value is 0 up to sampling
+    noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xsuperres.metrics import pitd_floor
+    >>> y = np.r_[np.zeros(7), np.arange(1.0, 4.0)].reshape(1, 2, 5)  # 70 % dry
+    >>> round(pitd_floor(y), 4)  # the 7 dry pixels at 0.35 against 0.05 .. 0.65: sqrt(0.28 / 10)
+    0.1673
+    """
+    t = np.asarray(truth, dtype=np.float64)
+    return pitd(t[None], t)
 
 
 def pit_deviation(u: ArrayLike) -> float:

@@ -291,7 +291,8 @@ def pitd_floor(truth: ArrayLike) -> float:
     Every dry truth pixel of a frame gets the same mid-rank PIT ``d / 2`` (``d``: the
     frame's dry fraction) where a uniform histogram would spread them over ``[0, d]``; for
     one frame with continuous wet values this is ``PITD = d**1.5 / sqrt(12)`` (0.169 at
-    70 % dry), whatever the forecast's skill. Compare a mid-rank PITD with this floor, or
+    70 % dry). It is the perfect forecast's score, not a lower bound for other forecasts
+    (whose dry pixels tie differently). Compare a mid-rank PITD with it, or
     use ``pitd(..., ties="randomized")``, whose perfect-forecast value is 0 up to sampling
     noise.
 

@@ -5,10 +5,11 @@ the 5-min steps with the three temporal peers of ``xsuperres.interpolate``
 (``time_method="persistence"``, ``"linear"``, ``"motion"``: the last two use the following
 15-min step, the motion one needs pysteps: ``pip install "xsuperres[peers]"``) and with the
 shipped ``radar-s1-t3`` model, whose default ``mass_conservation="auto"`` is per block at
-S = 1: every member's 15-min means equal the input exactly. The model runs twice: around
-its own network mean, and with ``mean="motion"``, where the diffusion stage samples around
-the motion-compensated interpolation (which, like the peer, uses the following 15-min
-step). Prints a CRPS table and the largest block-mean error of each.
+S = 1: every member's 15-min means equal the input exactly. The model runs around its own
+network mean (``mean="network"``, the preprint's method) and with its default
+``mean="auto"``, which for temporal models is ``"motion"``: the diffusion stage samples
+around the motion-compensated interpolation (which, like the peer, uses the following
+15-min step). Prints a CRPS table and the largest block-mean error of each.
 
 Run: ``python examples/10_temporal_peers.py`` (about a minute on 2 CPU cores).
 """
@@ -31,11 +32,11 @@ fields = {tm: lr.stsr.interpolate(S, T, "nearest", time_method=tm).isel(time=sco
           for tm in ("persistence", "linear", "motion")}
 ctx = lr.isel(time=slice(0, L - 1 + blocks))                 # the model sees no later block
 for mode in ("auto", "tile"):
-    fields[f"radar-s1-t3, 5 members ({mode})"] = ctx.stsr.downscale(
-        model, 5, context="drop", mass_conservation=mode).compute()
-# around the motion-compensated mean: the context also holds the block after the last one
-fields["radar-s1-t3, 5 members (auto, mean='motion')"] = lr.stsr.downscale(
-    model, 5, context="drop", mean="motion").compute()
+    fields[f"radar-s1-t3, 5 members ({mode}, mean='network')"] = ctx.stsr.downscale(
+        model, 5, context="drop", mass_conservation=mode, mean="network").compute()
+# the defaults (mean="auto" is "motion" here): the context also holds the block after the last
+fields["radar-s1-t3, 5 members (defaults: auto, mean='motion')"] = lr.stsr.downscale(
+    model, 5, context="drop").compute()
 
 rows = {}
 for name, f in fields.items():

@@ -10,11 +10,12 @@ the 5-min truth (NaN filled with 0):
   interpolation in time (``interpolate(..., time_method="linear" / "motion")``, which use
   the following LR step);
 * the deterministic mean (``downscale_mean``) and the full model (``downscale``,
-  ``--members`` members, the default sampler) of ``radar-s1-t3``, each with
+  ``--members`` members, the default sampler, ``mean="network"``) of ``radar-s1-t3``, each with
   ``mass_conservation="block"`` (the default ``"auto"`` at S = 1) and ``"tile"`` (the
   mode it was trained with and that its card's scores used);
-* for S = 1 models, the full model with ``mean="motion"``: the diffusion stage samples
-  around the motion-compensated interpolation instead of ``U_det``'s mean.
+* for S = 1 models, the full model with ``mean="motion"`` (the default ``"auto"`` of
+  temporal models): the diffusion stage samples around the motion-compensated
+  interpolation instead of ``U_det``'s mean.
 
 ``--model`` picks another shipped model or a model directory (a model with
 ``config.lookahead = 1`` also gets the block after the scored ones, as the linear and
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
             err = np.abs(det.stsr.coarsen_perfect(S, T).values - lr_scored.values).max()
             rows[f"deterministic mean ({mode} MC)"]["max_block_error"] = float(err)
             ens = xs.downscale(ctx, model, args.members, context="drop", strict=False,
-                               mass_conservation=mode).load()
+                               mass_conservation=mode, mean="network").load()
             rows[f"full model ({mode} MC, {args.members} members)"] = scores(ens, truth)
         if S == 1 and T > 1:
             # the diffusion stage around the motion-compensated interpolation instead of

@@ -126,7 +126,8 @@ def test_downscale_motion_mean_per_tile_and_chunk_invariant(monkeypatch):
             ref = block_in_time(x[t - 1:t + 2], T, method)[:, y0:y0 + 8, x0:x0 + 8]
             np.testing.assert_allclose(mean[0], ref, rtol=1e-5, atol=1e-6)
     monkeypatch.setattr(xs.SRModel, "predict", predict)
-    a = xs.downscale(lr, m, 2, mean="motion", seed=4).load()
+    a = xs.downscale(lr, m, 2, seed=4).load()  # mean="auto": motion for S = 1, T > 1
+    assert a.attrs["xsuperres_mean"].startswith("motion")
     b = xs.downscale(lr.chunk({"time": 2, "y": 5, "x": 7}), m, 2, mean="motion", seed=4).load()
     np.testing.assert_allclose(a.values, b.values, atol=1e-5)
     back = a.stsr.coarsen_perfect(S, T)
@@ -138,14 +139,24 @@ def test_mean_refused_where_it_does_not_apply():
     lr = lr_field()
     with pytest.raises(ValueError, match="mean must be one of"):
         xs.downscale(lr, make_model(), 2, mean="optical")
+    from xsuperres.downscaling.options import check_mean
+
     with pytest.raises(ValueError, match=r"downscale_mean has no mean='motion'"):
-        from xsuperres.downscaling.options import check_mean
         check_mean("motion", make_model().config, mean_only=True)
     torch.manual_seed(0)
     cfg = xs.SRConfig.recipe(2, 2, L=2, preset="tiny", tile_size=8, cap=CAP, time_step="1h")
     m2 = xs.SRModel(cfg, normalization={"cap": CAP, "residual_scale": 0.01})
     with pytest.raises(ValueError, match=r"needs a temporal model \(S = 1, T > 1\)"):
         xs.downscale(lr.isel(y=slice(0, 8), x=slice(0, 8)), m2, 2, mean="motion", strict=False)
+    # "auto" is the network mean for spatial models and for downscale_mean
+    from xsuperres.downscaling.options import check_mean
+
+    assert check_mean("auto", m2.config, mean_only=False) == "network"
+    assert check_mean("auto", make_model().config, mean_only=True) == "network"
+    assert check_mean("auto", make_model().config, mean_only=False) == "motion"
+    with pytest.warns(UserWarning, match="time step"):  # strict=False: the cadence differs
+        out = xs.downscale(lr.isel(y=slice(0, 8), x=slice(0, 8)), m2, 1, strict=False)
+    assert out.attrs["xsuperres_mean"].startswith("network") and "mean=" not in out.attrs["history"]
 
 
 def test_pysteps_calls_from_threads_leave_stdout_alone():

@@ -329,10 +329,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="output mass conservation: auto (block for S=1 and for tiles of more than "
                            "2x2 LR pixels, else the training mode), "
                            "tile, block (block means equal the input exactly) or none")
-    down.add_argument("--mean", default="network", choices=MEAN_METHODS,
-                      help="conditional mean of the diffusion stage: network (U_det, default) or, for "
-                           "temporal models (S=1, T>1), an interpolation in time of the LR steps around "
-                           "each block (motion and linear use the step after it)")
+    down.add_argument("--mean", default="auto", choices=MEAN_METHODS,
+                      help="conditional mean of the diffusion stage: auto (default: motion for temporal "
+                           "models, S=1 and T>1, else network), network (U_det) or, for temporal models, "
+                           "an interpolation in time of the LR steps around each block (motion and "
+                           "linear use the step after it)")
     down.add_argument("--device", default="auto")
     down.add_argument("--no-strict", action="store_true", help="warn instead of failing on a "
                       "cadence or grid-spacing mismatch")

@@ -20,6 +20,7 @@ import xarray as xr
 from ..checks import finite_float, positive_int
 from ..config import inference_mass_conservation
 from ..checks import seed as check_seed
+from .._pysteps import import_pysteps
 from ..dims import find_dims
 from .workers import ModelHandle, handle_for, resolve_model
 
@@ -32,9 +33,9 @@ __all__ = ["MAX_MEMBERS", "MEMBERS_PER_CHUNK", "DownscaleOptions", "build_option
 ModelLike = Union["SRModel", str, os.PathLike]
 
 CONTEXT_MODES = ("pad", "drop")
-#: ``downscale(..., mean=)``: ``"network"`` (``U_det``) or a time method of
+#: ``downscale(..., mean=)``: ``"auto"``, ``"network"`` (``U_det``) or a time method of
 #: :mod:`xsuperres.temporal` applied to the LR steps around each block
-MEAN_METHODS = ("network", "persistence", "linear", "motion")
+MEAN_METHODS = ("auto", "network", "persistence", "linear", "motion")
 #: members per output chunk: members are independent, so the member axis is chunked and a
 #: chunk's memory does not grow with ``n_members``; a function of ``n_members`` only, so
 #: every chunking of the input sends the same (sample, members) batches to the networks
@@ -88,8 +89,8 @@ class DownscaleOptions:
         The resolved output mode (:func:`~xsuperres.config.inference_mass_conservation`):
         ``"tile"``, ``"block"`` or None.
     mean
-        The conditional mean of the diffusion stage: ``"network"`` (``U_det``) or a time
-        method of :data:`MEAN_METHODS` (S = 1 models with T > 1 only).
+        The resolved conditional mean of the diffusion stage (:func:`check_mean`):
+        ``"network"`` (``U_det``) or a time method (S = 1 models with T > 1 only).
     """
 
     model: Any
@@ -120,9 +121,18 @@ class DownscaleOptions:
 
 
 def check_mean(mean: str, config: Any, mean_only: bool) -> str:
-    """``mean`` if ``downscale`` can use it with a model of this ``config``; else a ValueError."""
+    """The conditional mean ``downscale`` uses with a model of this ``config``.
+
+    ``"auto"``: ``"motion"`` for temporal models (S = 1, T > 1; measured on left-out
+    events, docs/results.md), ``"network"`` otherwise and for ``downscale_mean``. Other
+    values are checked: a ValueError where they do not apply, an ImportError naming the
+    ``peers`` extra when ``"motion"`` needs pysteps and it is missing (on the call, not
+    in a dask task).
+    """
     if mean not in MEAN_METHODS:
         raise ValueError(f"mean must be one of {MEAN_METHODS}, got {mean!r}")
+    if mean == "auto":
+        mean = "motion" if config.S == 1 and config.T > 1 and not mean_only else "network"
     if mean == "network":
         return mean
     if mean_only:
@@ -133,6 +143,9 @@ def check_mean(mean: str, config: Any, mean_only: bool) -> str:
             f"mean={mean!r} interpolates the LR steps in time only, so it needs a temporal "
             f"model (S = 1, T > 1); this one has (S, T) = ({config.S}, {config.T}): use "
             "mean='network'")
+    if mean == "motion":
+        import_pysteps("motion", "mean='motion' (the default mean='auto' of temporal models, "
+                       "S = 1 and T > 1; pass mean='network' to do without)")
     return mean
 
 
@@ -182,7 +195,7 @@ def build_options(
     overlap: Optional[int],
     mean_only: bool = False,
     mass_conservation: Optional[str] = "auto",
-    mean: str = "network",
+    mean: str = "auto",
 ) -> DownscaleOptions:
     """Check the arguments of :func:`xsuperres.downscale` and resolve the model.
 

@@ -154,6 +154,11 @@ def card_markdown(card: dict) -> str:
               f'model = xsuperres.load_model("{card["name"]}")',
               f"hr = lr.stsr.downscale(model, n_members=3)   # lr: 5-min precipitation in mm/h, "
               f"coarsened by S={c['S']}, T={c['T']}", "```", ""]
+    if c["S"] == 1 and c["T"] > 1:
+        lines += ["For this temporal model the default `mean=\"auto\"` samples the members around "
+                  "the motion-compensated interpolation of the LR steps (`mean=\"motion\"`; it uses "
+                  "the step after each block and needs `pip install \"xsuperres[peers]\"`); "
+                  "`mean=\"network\"` is the preprint's `U_det` mean. See docs/downscale.md.", ""]
     return "\n".join(lines)
 
 

@@ -155,8 +155,10 @@ def heldout_figure(model, hr, path, *, box: int = 120, seed: int = 0, title: str
     ``hr`` (time, y, x, mm/h) is a held-out event; the box of ``box`` HR pixels around its
     wettest LR block is coarsened (perfect coarsening), downscaled through the public
     xarray API (``stsr.downscale``, ``interpolate``, ``rainfarm``: the tiles and blending
-    a user gets) and the block's ``T`` HR frames are drawn, one row each. Returns what was
-    drawn (time labels, box).
+    a user gets) and the block's ``T`` HR frames are drawn, one row each. The members are
+    those of the network mean (``mean="network"``, the scripts' "full model" row: the
+    window ends with the block, so there is no step after it for a motion mean). Returns
+    what was drawn (time labels, box).
     """
     import xsuperres as xs
     from xsuperres.plot import plot_panels
@@ -165,7 +167,8 @@ def heldout_figure(model, hr, path, *, box: int = 120, seed: int = 0, title: str
     ts, ys, xsl = wettest_box(hr, c.S, c.T, c.L, box)
     truth = hr.isel(time=ts, y=ys, x=xsl)
     lr = truth.stsr.coarsen_perfect(c.S, c.T)
-    ens = lr.stsr.downscale(model, n_members=2, seed=seed, context="drop", device="cpu").compute()
+    ens = lr.stsr.downscale(model, n_members=2, seed=seed, context="drop", device="cpu",
+                            mean="network").compute()
     fields = {"truth": truth.isel(time=slice(-c.T, None)),
               "bicubic": xs.interpolate(lr, c.S, c.T, "bicubic").isel(time=slice(-c.T, None))}
     if rainfarm:

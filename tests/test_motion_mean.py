@@ -139,6 +139,11 @@ def test_mean_refused_where_it_does_not_apply():
     lr = lr_field()
     with pytest.raises(ValueError, match="mean must be one of"):
         xs.downscale(lr, make_model(), 2, mean="optical")
+    # context="drop" with exactly L steps: nothing left once the step after is needed
+    with pytest.raises(ValueError, match=r"plus the LR step after the block that mean='motion' uses"):
+        xs.downscale(lr.isel(time=slice(0, L)), make_model(), 1, context="drop")
+    assert xs.downscale(lr.isel(time=slice(0, L)), make_model(), 1, context="drop",
+                        mean="network").sizes["time"] == T
     from xsuperres.downscaling.options import check_mean
 
     with pytest.raises(ValueError, match=r"downscale_mean has no mean='motion'"):

@@ -355,9 +355,13 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     check_spacing(da, ydim, xdim, model, opts.strict, label)
     K = opts.lookahead  # the model's, or 1 for a mean interpolated towards the next step
     if opts.context == "drop" and n < L + K:
+        if K > c.lookahead:
+            after = (f" plus the LR step after the block that mean={opts.mean!r} uses (the "
+                     "default mean='auto' of temporal models; mean='network' does without it)")
+        else:
+            after = f" plus the lookahead {K}" if K else ""
         raise ValueError(f"{label} has {n} LR steps, fewer than the context length L={L}"
-                         + (f" plus the lookahead {K}" if K else "")
-                         + " (context='drop' keeps none); use context='pad'")
+                         + after + " (context='drop' keeps none); use context='pad'")
 
     conv = conv.transpose(tdim, ydim, xdim)
     if conv.chunks is None:

@@ -138,9 +138,9 @@ def downscale(
         the whole domain per LR step, :func:`xsuperres.temporal.block_in_time`; needs the
         ``peers`` extra), or ``"linear"`` / ``"persistence"``. ``"motion"`` and
         ``"linear"`` **use the LR step after each block** (padded by repeating the last
-        step with ``context="pad"``, dropped with ``"drop"``). On days the model never
-        saw (leave-one-event-out), ``"motion"`` gave the (1, 3) model a CRPS 22-32 %
-        lower than its network mean and 9 % lower than motion-compensated interpolation
+        step with ``context="pad"``, dropped with ``"drop"``). On the four left-out days
+        of the (1, 3) leave-one-event-out folds, ``"motion"`` gave a CRPS 8-32 % lower
+        than the network mean and 5-11 % lower than motion-compensated interpolation
         alone (docs/results.md).
 
     Returns

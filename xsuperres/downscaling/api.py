@@ -386,8 +386,7 @@ def _downscale_variable(da: xr.DataArray, found: Mapping[str, Hashable], opts: D
     run = RunSettings(handle=opts.handle, device=opts.device, S=S, T=T, seed=opts.seed,
                       key=int(key), sampler=opts.sampler, steps=opts.steps, eta=opts.eta,
                       batch_size=opts.batch_size, check_negative=check_negative,
-                      mean_only=opts.mean_only, mass_conservation=opts.mass_conservation,
-                      mean=opts.mean)
+                      mean_only=opts.mean_only, mass_conservation=opts.mass_conservation)
     mean = None
     if opts.mean != "network":
         # the mean from the whole domain per LR step; the networks get their own context

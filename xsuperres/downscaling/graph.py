@@ -68,10 +68,6 @@ class RunSettings:
     mass_conservation
         The resolved output mode (``"tile"``, ``"block"`` or None) passed to
         :meth:`SRModel.predict` / :meth:`SRModel.predict_mean`.
-    mean
-        ``"network"``: ``U_det``'s mean; a time method of :mod:`xsuperres.temporal`: the
-        mean is the field of :func:`mean_in_time`, cut per tile and passed to
-        :meth:`SRModel.predict` as ``mean``.
     """
 
     handle: ModelHandle
@@ -87,7 +83,6 @@ class RunSettings:
     check_negative: bool
     mean_only: bool = False
     mass_conservation: Optional[str] = "tile"
-    mean: str = "network"
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,7 @@ class SRModel(nn.Module):
 
     def _mean(
         self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float,
-        config: Optional[SRConfig] = None,
+        config: Optional[SRConfig] = None, given: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Deterministic stage on ``x (n, L, h, w)`` mm/h -> ``(D, BI(x_n(L)), x[t]/cap)``.
 
@@ -255,10 +255,14 @@ class SRModel(nn.Module):
         sees ``x_n`` (capped unless ``config.clip`` is ``False``) but the MC target
         ``x[t] / cap`` is never capped, so the output keeps the LR mass above the cap too.
         ``config``: the output settings (:meth:`_output_config`); default the model's.
+        ``given``: a conditional mean in mm/h ``(n, T, H, W)`` (``predict(mean=)``): ``D`` is
+        ``given / cap`` and ``U_det`` is not run.
         """
         c = self.config if config is None else config
         xn = normalize_precip(x, cap, clip=c.clip)
         target = x[:, -1] / cap
+        if given is not None:
+            return given / cap, upsample_context(xn, c.S), target
         n, _, h, w = xn.shape
         H, W = h * c.S, w * c.S
         if topo is None:
@@ -272,16 +276,11 @@ class SRModel(nn.Module):
                       dev: torch.device, cap: float, config: SRConfig,
                       mean_all: Optional[np.ndarray] = None):
         """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at
-        a time; with ``mean_all`` (mm/h, ``(N, T, H, W)``) ``D`` is that mean, normalized, and
-        ``U_det`` is not run."""
+        a time (``mean_all``: given means in mm/h, ``(N, T, H, W)``, see :meth:`_mean`)."""
         for s0 in range(0, x_all.shape[0], size):
             x = torch.from_numpy(x_all[s0 : s0 + size]).to(dev)
-            if mean_all is None:
-                yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config))
-                continue
-            context = upsample_context(normalize_precip(x, cap, clip=config.clip), config.S)
-            D = torch.from_numpy(mean_all[s0 : s0 + size]).to(dev) / cap
-            yield s0, D, context, x[:, -1] / cap
+            given = None if mean_all is None else torch.from_numpy(mean_all[s0 : s0 + size]).to(dev)
+            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config, given))
 
     def _run(self, device: DeviceLike) -> tuple[torch.device, bool]:
         dev = resolve_device(device)

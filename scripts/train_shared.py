@@ -130,6 +130,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
     p.add_argument("--edsr-epochs", type=int, default=0,
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
+    p.add_argument("--diffusion-mean", default="network", choices=("network", "motion", "linear", "persistence"),
+                   help="the mean the diffusion stage is trained around (S = 1: a temporal peer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     return p.parse_args(argv)
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     t_mean = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = fit(None, args.S, args.T, training_data=td, mean_from=mean_model, epochs=args.diffusion_epochs,
-                checkpoint_dir=str(out / "checkpoints-diffusion"), **common)
+                checkpoint_dir=str(out / "checkpoints-diffusion"), diffusion_mean=args.diffusion_mean, **common)
     t_diff = time.perf_counter() - t0
     model.save(out / "model")
     log.info("training done: mean %.1f min, diffusion %.1f min", t_mean / 60, t_diff / 60)
@@ -287,6 +289,7 @@ def main(argv=None) -> int:
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
                      "valid_event": args.valid_event, "augment": args.augment,
+                     "diffusion_mean": args.diffusion_mean,
                      "cap_quantile": args.cap_quantile or 0.995, "cap_mm_h": td.config.cap,
                      "edsr": None if edsr is None else edsr.metadata,
                      "residual_scale": model.normalization.get("residual_scale")},

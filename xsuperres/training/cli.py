@@ -33,7 +33,7 @@ from typing import Any
 
 import xarray as xr
 
-from .options import STAGE_CHOICES, TrainOptions
+from .options import DIFFUSION_MEANS, STAGE_CHOICES, TrainOptions
 
 __all__ = ["add_parser", "run", "main"]
 
@@ -103,6 +103,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=STAGE_CHOICES, default=_D["stage"], help="train both stages or the mean only")
     p.add_argument("--augment", action="store_true",
                    help="turn every training sample by a random one of the 8 rotations/reflections")
+    p.add_argument("--diffusion-mean", choices=DIFFUSION_MEANS, default=_D["diffusion_mean"],
+                   help="the mean the diffusion stage learns the residual around: the mean network "
+                        "(default) or, for S = 1, T > 1, a temporal peer (motion needs pysteps)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
     p.set_defaults(func=run)

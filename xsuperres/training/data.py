@@ -39,7 +39,7 @@ from .normalization import topography_range as fit_topography_range
 from .samples import SampleDataset, coarsen_numpy
 from .split import Split, split_samples
 
-__all__ = ["TrainingData", "build_training_data", "fill_config"]
+__all__ = ["TrainingData", "build_training_data", "fill_config", "time_means"]
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +246,45 @@ def build_training_data(
                              cfg.lookahead)
     return TrainingData(cfg, data, split, cap_fit, topo_range, train, valid_ds, clipped,
                         topography_fitted=topography_range is None)
+
+
+def time_means(td: TrainingData, method: str) -> list[np.ndarray]:
+    """Per event, a temporal peer as the conditional mean of every block (normalized units).
+
+    The diffusion stage of a temporal model (``S = 1``, ``T > 1``) trained with
+    ``diffusion_mean=method`` learns the residual around this mean instead of ``U_det``'s
+    (:class:`~xsuperres.training.options.TrainOptions`).
+
+    Parameters
+    ----------
+    td
+        The training data (``td.config.S`` must be 1).
+    method
+        A time method of :mod:`xsuperres.temporal` (``"motion"``, ``"linear"``,
+        ``"persistence"``).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per event ``(n_blocks T, y, x)`` float32: :func:`xsuperres.temporal.upsample_in_time`
+        of the event's whole normalized LR sequence (the training contexts' frames) times
+        the cap, divided by the cap again. Block ``t`` is what
+        :func:`~xsuperres.temporal.block_in_time` gives on ``x[t-1], x[t], x[t+1]``, the
+        mean of ``downscale(..., mean=method)``: the same flow (on the whole domain, NaN as
+        0), the same per-pixel block conservation (each block averages to the context's
+        last frame). The first and last blocks of an event hold their open side flat.
+        NaN where the LR frame is NaN (such samples are skipped anyway).
+    """
+    from ..temporal import upsample_in_time
+
+    cfg = td.config
+    if cfg.S != 1:
+        raise ValueError(f"a temporal peer as the diffusion mean needs S = 1 (the LR grid is the HR "
+                         f"grid), got S={cfg.S}")
+    cap = float(cfg.cap)
+    lrs = td.train.lr
+    out = []
+    for ev, lr in zip(td.data.events, lrs):
+        log.info("%s: %s mean of %d blocks (whole domain)", ev.name, method, lr.shape[0])
+        out.append((upsample_in_time(lr.astype(np.float64) * cap, cfg.T, method) / cap).astype(np.float32))
+    return out

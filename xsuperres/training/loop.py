@@ -22,6 +22,9 @@ Two stages, one after the other, each with the same protocol:
    and validation sample is computed once at the start of the stage when the result
    fits in :data:`MEAN_CACHE_BYTES` (the mean network is frozen and deterministic), else
    for every batch.
+   With ``diffusion_mean`` set to a temporal peer (``S = 1``, ``T > 1``), ``D`` is that
+   peer's block (:func:`~xsuperres.training.data.time_means`), the mean that
+   ``downscale(..., mean=...)`` samples around, instead of ``U_det``'s output.
 
 Protocol of each stage: Adam (learning rate ``lr``), ``CosineAnnealingLR(T_max=epochs)``
 stepped once per epoch (down to 0 at ``epochs``), early stopping after ``patience`` epochs
@@ -64,8 +67,9 @@ from ..nn.denoiser import mean_stage, upsample_context
 from .checkpoint import (check_fingerprint, load_checkpoint, machine, optimizer_from_safe, rng_states,
                          save_checkpoint, set_rng_states)
 from .augment import dihedral_batch
-from .data import TrainingData, build_training_data
+from .data import TrainingData, build_training_data, time_means
 from .options import DEFAULT, TrainOptions, combine
+from .samples import GivenMeanDataset
 from .warmstart import init_topography_range, resolve_init, warm_start_config, weights_digest
 
 __all__ = ["train", "fit", "STAGES"]
@@ -139,6 +143,8 @@ class _Run:
     history: dict[str, Any] = field(default_factory=dict)
     wall: dict[str, float] = field(default_factory=dict)
     datasets: dict[str, Any] = field(default_factory=dict)
+    #: per event, the given diffusion mean (normalized), or None for U_det's
+    given_means: list[np.ndarray] | None = None
 
     # the two options the forward-pass helpers read
     @property
@@ -162,7 +168,7 @@ def _loader(ds, batch_size: int, shuffle: bool, generator: torch.Generator | Non
 
 def _residual_scale(run: _Run) -> float:
     """RMS of ``target - D`` over up to 256 evenly spaced training samples (normalized)."""
-    ds = run.td.train
+    ds = run.td.train if run.given_means is None else GivenMeanDataset(run.td.train, run.given_means)
     n = len(ds)
     idx = np.unique(np.linspace(0, n - 1, min(n, 256)).round().astype(int)).tolist()
     total, count = 0.0, 0
@@ -170,7 +176,8 @@ def _residual_scale(run: _Run) -> float:
     with torch.no_grad():
         for batch in _loader(Subset(ds, idx), run.batch_size, False, None):
             ctx, ctx_up, topo, target = _inputs(batch, S, run.device)
-            D = mean_output(model, ctx, ctx_up, topo, True, run.device)
+            D = batch["mean"].to(run.device) if "mean" in batch else \
+                mean_output(model, ctx, ctx_up, topo, True, run.device)
             r = (target - D).double()
             total += float((r * r).sum())
             count += r.numel()
@@ -203,8 +210,11 @@ def _with_mean(run: _Run, ds):
 
     The mean network is frozen during the diffusion stage and deterministic in eval mode,
     so ``D`` of a sample never changes: computing it once instead of in every epoch
-    halves the cost of a diffusion epoch on a CPU.
+    halves the cost of a diffusion epoch on a CPU. With a given mean
+    (``run.given_means``), the items carry it instead.
     """
+    if run.given_means is not None:
+        return GivenMeanDataset(ds, run.given_means)
     c = run.model.config
     n = len(ds)
     if n == 0 or n * c.T * c.tile_size ** 2 * 4 > MEAN_CACHE_BYTES:
@@ -447,6 +457,8 @@ def fit(
                    "seed": opts.seed}
     if opts.augment:  # only when set, so that earlier checkpoints still resume
         fingerprint["augment"] = "dihedral"
+    if opts.diffusion_mean != "network":  # likewise
+        fingerprint["diffusion_mean"] = opts.diffusion_mean
     init_digest = None
     if init is not None:
         init_digest = weights_digest(init)
@@ -454,6 +466,11 @@ def fit(
         model.load_state_dict({k: v.to(dev) for k, v in init.state_dict().items()})
         log.info("warm start from a model with weights %s", init_digest[:12])
     run = _Run(model, td, dev, opts, fingerprint)
+    if opts.diffusion_mean != "network" and opts.stage == "both":
+        if not (cfg.S == 1 and cfg.T > 1):
+            raise ValueError(f"diffusion_mean={opts.diffusion_mean!r} needs a temporal model (S = 1, T > 1), "
+                             f"got S={cfg.S}, T={cfg.T}; use diffusion_mean='network'")
+        run.given_means = time_means(td, opts.diffusion_mean)
 
     checkpoint_dir = opts.checkpoint_dir
     resume = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
@@ -502,6 +519,7 @@ def fit(
                      "valid_events": None if opts.valid_events is None else list(opts.valid_events),
                      "seed": opts.seed,
                      "stage": opts.stage, "augment": "dihedral" if opts.augment else None,
+                     "diffusion_mean": opts.diffusion_mean,
                      "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
@@ -539,6 +557,7 @@ def train(
     checkpoint_dir: str | None = DEFAULT.checkpoint_dir,
     stage: str = DEFAULT.stage,
     augment: bool = DEFAULT.augment,
+    diffusion_mean: str = DEFAULT.diffusion_mean,
     dims: dict[str, Hashable] | None = None,
     options: TrainOptions | None = None,
     init: SRModel | str | None = None,
@@ -598,6 +617,12 @@ def train(
         Turn every training sample of every epoch by a random one of the 8 rotations and
         reflections (:mod:`xsuperres.training.augment`); validation samples are not
         turned.
+    diffusion_mean
+        ``"network"`` (default): the diffusion stage learns the residual around ``U_det``'s
+        mean, as in the preprint. For temporal models (``S = 1``, ``T > 1``) also
+        ``"motion"``, ``"linear"`` or ``"persistence"``: around that temporal peer, the
+        mean ``downscale(..., mean=...)`` gives it at inference (see
+        :class:`~xsuperres.training.options.TrainOptions`).
     dims
         Explicit dimension names (:func:`xsuperres.find_dims`).
     options

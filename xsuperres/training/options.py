@@ -35,10 +35,14 @@ from ..checks import seed as check_seed
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["TrainOptions", "STAGE_CHOICES", "DEFAULT", "combine"]
+__all__ = ["TrainOptions", "STAGE_CHOICES", "DIFFUSION_MEANS", "DEFAULT", "combine"]
 
 #: Values of :attr:`TrainOptions.stage`.
 STAGE_CHOICES: tuple[str, ...] = ("both", "mean")
+
+#: Values of :attr:`TrainOptions.diffusion_mean`: the mean network, or a temporal peer of
+#: :mod:`xsuperres.temporal` (the ``mean=`` choices of :func:`xsuperres.downscale`).
+DIFFUSION_MEANS: tuple[str, ...] = ("network", "motion", "linear", "persistence")
 
 
 def _event_list(value: Any) -> tuple[int | str, ...] | None:
@@ -112,6 +116,14 @@ class TrainOptions:
         Turn every training sample of every epoch by a random element of the dihedral
         group (the 8 rotations by 90 degrees and reflections,
         :mod:`xsuperres.training.augment`; stored as ``bool``; default ``False``).
+    diffusion_mean
+        The conditional mean ``D`` the diffusion stage learns the residual around:
+        ``"network"`` (default: the frozen ``U_det``, the preprint's protocol) or, for
+        temporal models (``S = 1``, ``T > 1``), one of the temporal peers ``"motion"``,
+        ``"linear"``, ``"persistence"`` of :mod:`xsuperres.temporal` computed on each
+        event's whole LR sequence (:func:`~xsuperres.training.data.time_means`): the
+        mean that ``downscale(..., mean=...)`` gives the diffusion stage at inference.
+        The mean stage is trained either way.
     """
 
     epochs: int = 80
@@ -129,6 +141,7 @@ class TrainOptions:
     checkpoint_dir: str | os.PathLike[str] | None = None
     stage: str = "both"
     augment: bool = False
+    diffusion_mean: str = "network"
 
     def __post_init__(self) -> None:
         # imported here: the model module needs torch, this one does not
@@ -158,6 +171,8 @@ class TrainOptions:
                                  f"got {self.checkpoint_dir!r}") from None
         if self.stage not in STAGE_CHOICES:
             raise ValueError(f"stage must be 'both' or 'mean', got {self.stage!r}")
+        if self.diffusion_mean not in DIFFUSION_MEANS:
+            raise ValueError(f"diffusion_mean must be one of {DIFFUSION_MEANS}, got {self.diffusion_mean!r}")
 
 
 class _Default:

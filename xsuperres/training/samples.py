@@ -32,7 +32,8 @@ from ..coarsen import block_mean
 from ..model.inputs import network_order
 from .tiles import Tile
 
-__all__ = ["RECORD_DTYPE", "block_has_nan", "coarsen_numpy", "make_samples", "SampleDataset"]
+__all__ = ["RECORD_DTYPE", "block_has_nan", "coarsen_numpy", "make_samples", "SampleDataset",
+           "GivenMeanDataset"]
 
 #: Fields of a sample record: event index, tile index (into the event's tile list),
 #: target block (LR time index).
@@ -231,3 +232,37 @@ class SampleDataset(torch.utils.data.Dataset):
             "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
             "topography": torch.from_numpy(np.ascontiguousarray(topo, dtype=np.float32)),
         }
+
+
+class GivenMeanDataset(torch.utils.data.Dataset):
+    """A :class:`SampleDataset` whose items also carry a given conditional mean.
+
+    Parameters
+    ----------
+    ds
+        The samples.
+    means
+        Per event, the mean on the HR grid ``(time, y, x)`` in normalized units (e.g.
+        :func:`~xsuperres.training.data.time_means`).
+
+    Notes
+    -----
+    ``dataset[i]`` is ``ds[i]`` plus ``mean`` ``(T, H, W)``: the sample's target block of the
+    mean, cut like the target.
+    """
+
+    def __init__(self, ds: SampleDataset, means: Sequence[np.ndarray]) -> None:
+        if len(means) != len(ds.hr) or any(m.shape != h.shape for m, h in zip(means, ds.hr)):
+            raise ValueError("means must hold one array per event, shaped like the event's HR data")
+        self.ds, self.means = ds, list(means)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.ds[i]
+        e, k, t = (int(v) for v in self.ds.records[i])
+        tile, T = self.ds.tiles[e][k], self.ds.T
+        mean = self.means[e][t * T: (t + 1) * T, tile.yslice, tile.xslice]
+        item["mean"] = torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32))
+        return item

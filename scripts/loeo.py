@@ -109,7 +109,9 @@ def summary(args: argparse.Namespace) -> int:
         lines.append("No finished fold yet.")
     for pair, folds in sorted(by_pair.items()):
         evs = sorted(folds)
-        lines += [f"## (S, T) = ({pair.replace('x', ', ')})", ""]
+        dm = {folds[e].get("protocol", {}).get("diffusion_mean", "network") for e in evs}
+        note = "" if dm == {"network"} else f", diffusion stage trained around the {'/'.join(sorted(dm))} mean"
+        lines += [f"## (S, T) = ({pair.replace('x', ', ')}){note}", ""]
         head = "| method | " + " | ".join(f"{e} {m}" for e in evs for m in METRICS) + " |"
         lines += [head, "|" + "---|" * (1 + len(evs) * len(METRICS))]
         names = list(dict.fromkeys(n for e in evs for n in folds[e]["results"]))

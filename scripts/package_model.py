@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -105,8 +106,9 @@ def card_markdown(card: dict) -> str:
         "## Data",
         "",
         "5-minute radar composites from `../shared/data` of the xsuperres repository (pysteps-data "
-        f"conversions), each cropped to rows/cols {card['data']['crop_rows_cols']} (a "
-        f"{card['data']['crop_km']} km box, 1 km pixels):",
+        + ("conversions), their full grids (1 km pixels):" if card["data"]["crop_rows_cols"] == "all" else
+           f"conversions), each cropped to rows/cols {card['data']['crop_rows_cols']} (a "
+           f"{card['data']['crop_km']} km box, 1 km pixels):"),
         "",
     ]
     for name, (a, b) in card["data"]["periods"].items():
@@ -123,7 +125,12 @@ def card_markdown(card: dict) -> str:
         f"- Samples: {tr['n_train']} train, {tr['n_valid']} validation"
         + (f" (every {tr['stride']}-th sample kept)" if tr["stride"] > 1 else "") + ".",
         f"- Deterministic mean: {tr['mean_epochs_run']} epochs (best {tr['mean_best_epoch']}); residual "
-        f"diffusion: {tr['diffusion_epochs_run']} epochs (best {tr['diffusion_best_epoch']}); Adam, "
+        f"diffusion: {tr['diffusion_epochs_run']} epochs (best {tr['diffusion_best_epoch']}), trained around "
+        + ("`U_det`'s mean" if tr.get("diffusion_mean", "network") == "network" else
+           f"the {tr['diffusion_mean']} mean of `xsuperres.temporal` (`train(..., diffusion_mean="
+           f"\"{tr['diffusion_mean']}\")`), the mean `downscale` samples around by default")
+        + (f"; every training sample turned by a random rotation/reflection" if tr.get("augment") else "")
+        + "; Adam, "
         f"lr {tr['lr']}, cosine annealing, batch {tr['batch_size']}, early-stopping patience "
         f"{tr['patience']}, best weights kept, seed {tr['seed']}.",
         f"- Wall time: mean stage {tr['wall_time_min']['mean_stage']:.1f} min, diffusion stage "
@@ -146,6 +153,22 @@ def card_markdown(card: dict) -> str:
         f"fp16 check: deterministic-mean CRPS {card['fp16_check']['fp16']:.4f} with the shipped fp16 "
         f"weights vs {card['fp16_check']['fp32']:.4f} with the fp32 weights it was trained as.",
         "",
+    ]
+    if card.get("loeo"):
+        lo = card["loeo"]
+        evs = list(lo["events"])
+        lines += ["## Leave-one-event-out", "",
+                  f"{lo['description']}", "",
+                  "| method | " + " | ".join(f"{e} CRPS | {e} PITD" for e in evs) + " |",
+                  "|---|" + "---|---|" * len(evs)]
+        for m in lo["methods"]:
+            cells = []
+            for e in evs:
+                r = lo["events"][e].get(m)
+                cells += [f"{r['crps']:.3f}", f"{r['pitd']:.3f}"] if r else ["", ""]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
         "## Where it does not win",
         "",
     ]
@@ -162,11 +185,11 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def caveats(scores: dict, full: str, valid_event: str | None = None) -> list[str]:
+def caveats(scores: dict, full: str, valid_event: str | None = None, minutes: float = 40.0) -> list[str]:
     """Plain statements of every metric where a baseline or peer beats the full model."""
     out = []
     f = scores[full]
-    peers = [k for k in scores if k.startswith(("RainFARM", "EDSR"))]
+    peers = [k for k in scores if k.startswith(("RainFARM", "EDSR", "linear in time", "motion-compensated"))]
     for base in ("bicubic", "nearest", *peers, "deterministic (U_det + MC)"):
         worse = [m for m in ("crps", "pitd", "pe99", "lsd") if scores[base][m] < f[m]]
         if worse:
@@ -187,9 +210,34 @@ def caveats(scores: dict, full: str, valid_event: str | None = None) -> list[str
                    "epoch (validation scores): scores on other days and radars may be worse.")
     else:
         out.append("Validation tiles come from the same days as the training tiles (spatial hold-out "
-                   "only) and select the best epoch: scores on other days and radars will be worse. "
-                   "A tiny model trained in 30 to 40 minutes on a CPU, not the preprint's standard model.")
+                   "only) and select the best epoch: scores on other days and radars will be worse "
+                   "(the leave-one-event-out scores, where given, are the better guide). "
+                   f"A tiny model trained in {minutes:.0f} minutes on a CPU, not the preprint's standard model.")
     return out
+
+
+def loeo_table(runs: Path, S: int, T: int) -> dict:
+    """The leave-one-event-out rows (CRPS, PITD, pe99 per left-out event) of ``runs``."""
+    from loeo import _method_key
+
+    folds = {f.parent.name.split("_", 2)[2]: json.loads(f.read_text())
+             for f in sorted(runs.glob(f"loeo_{S}x{T}_*/results.json"))}
+    if not folds:
+        raise FileNotFoundError(f"no loeo_{S}x{T}_*/results.json under {runs}")
+    events = {e: {_method_key(n): {m: r[m] for m in ("crps", "pitd", "pe99")}
+                  for n, r in d["results"].items()} for e, d in folds.items()}
+    methods = list(dict.fromkeys(m for ev in events.values() for m in ev))
+    d0 = next(iter(folds.values()))
+    dm = d0["protocol"].get("diffusion_mean", "network")
+    return {"source": f"scripts/loeo.py runs ({runs.name}), docs/results/loeo.md",
+            "description": (
+                "Each column pair is a model trained like this one on the three other 5-min events "
+                "(full grids) and scored on the left-out one (at most 300 samples of its whole grid, "
+                "CRPS in mm/h); the left-out event chose the best epochs, so these are validation "
+                f"scores. Diffusion stage trained around the {'`U_det`' if dm == 'network' else dm} mean; "
+                "`full model` samples around `U_det`'s mean, `full model around the motion mean` "
+                "around motion-compensated interpolation (the default of `downscale` for this model)."),
+            "methods": methods, "events": events}
 
 
 def main(argv=None) -> int:
@@ -200,6 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(here / "xsuperres" / "weights"))
     p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--loeo", default=None,
+                   help="folder of scripts/loeo.py runs (loeo_{S}x{T}_EVENT) whose table goes into the card")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -216,7 +266,7 @@ def main(argv=None) -> int:
                            f"{results['bicubic']['crps']} in results.json")
     if "nearest" not in results:
         results["nearest"] = scores(nearest_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
-    peers = [k for k in results if k.startswith(("RainFARM", "EDSR"))]
+    peers = [k for k in results if k.startswith(("linear in time", "motion-compensated", "RainFARM", "EDSR"))]
     order = ["bicubic", "nearest", *peers, "deterministic (U_det + MC)"] + [k for k in results if k.startswith("full")]
     results = {k: results[k] for k in order}
 
@@ -233,6 +283,8 @@ def main(argv=None) -> int:
     full = min((k for k in results if k.startswith("full")), key=lambda k: results[k]["crps"])
     crop = ts._crop(doc["crop_rows_cols"])
     grid = doc["split"]["events"][0]["tile_grid"]
+    members = int(re.search(r"(\d+) members", full).group(1))
+    minutes = doc["wall_time_min"]["mean_stage"] + doc["wall_time_min"]["diffusion_stage"]
     n = doc["n_samples"]
     m = doc["machine"]
     card = {
@@ -246,7 +298,7 @@ def main(argv=None) -> int:
         "parameters": model.n_parameters,
         "weights_dtype": "float16",
         "data": {"files": doc["files"], "crop_rows_cols": doc["crop_rows_cols"],
-                 "crop_km": f"{crop.stop - crop.start} x {crop.stop - crop.start}",
+                 "crop_km": None if crop.start is None else f"{crop.stop - crop.start} x {crop.stop - crop.start}",
                  "periods": doc["periods"], "tile_grid": f"{grid[0]} x {grid[1]}",
                  "licences": {k: next(v for p, v in DATA_LICENCES.items() if k.startswith(p))
                               for k in doc["periods"]}},
@@ -255,6 +307,8 @@ def main(argv=None) -> int:
                      "diffusion_epochs_run": hist["diffusion"]["epochs_run"],
                      "diffusion_best_epoch": hist["diffusion"]["best_epoch"],
                      **{k: doc["protocol"][k] for k in ("lr", "batch_size", "patience", "seed", "mc_start_epoch")},
+                     "diffusion_mean": doc["protocol"].get("diffusion_mean", "network"),
+                     "augment": bool(doc["protocol"].get("augment")),
                      "wall_time_min": {k: doc["wall_time_min"][k] for k in ("mean_stage", "diffusion_stage")}},
         "machine": (f"{m['cpu_count']} x86_64 CPU cores (AMD EPYC VM), {m['torch_threads']} torch thread, "
                     f"torch {m['torch']}, {m['device']}, no GPU"),
@@ -262,13 +316,16 @@ def main(argv=None) -> int:
             f"{n['evaluated']} validation samples (the held-out diagonal tiles of every event, "
             f"{truth.shape[0] * truth.shape[1]} HR frames of {truth.shape[2]} x {truth.shape[3]} px), "
             "LR input = perfect coarsening of the raw HR data; metrics of `xsuperres.metrics` on "
-            "the uncapped truth in mm/h with all frames pooled; full-model rows are 3-member "
+            f"the uncapped truth in mm/h with all frames pooled; full-model rows are {members}-member "
             "ensembles. Bicubic: bicubic interpolation of the block's LR frame; nearest: every HR "
-            "frame of the block is the LR frame, repeated over SxS pixels."),
+            "frame of the block is the LR frame, repeated over SxS pixels."
+            + (" Linear and motion-compensated interpolation in time (and the members around the "
+               "motion mean) use the LR step after the block." if T > 1 and S == 1 else "")),
             "n_samples": n["evaluated"]},
         "scores": results,
         "fp16_check": {"fp16": det16["crps"], "fp32": results["deterministic (U_det + MC)"]["crps"]},
-        "caveats": caveats(results, full, doc.get("protocol", {}).get("valid_event")),
+        "caveats": caveats(results, full, doc.get("protocol", {}).get("valid_event"), minutes),
+        "loeo": None if args.loeo is None else loeo_table(Path(args.loeo), S, T),
         "xsuperres_version": json.loads((dest / "config.json").read_text())["xsuperres_version"],
     }
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")

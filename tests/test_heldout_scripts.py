@@ -145,3 +145,29 @@ def test_loeo_summary_temporal_targets(tmp_path):
     # around the motion mean: 0.44 vs 0.5 is 12.0 % below (met); PITD 0.12 missed
     assert lines[1].startswith("- mch2016, around the motion mean")
     assert "12.0 % below motion (met)" in lines[1] and "PITD 0.120 (missed)" in lines[1]
+
+
+def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
+    """scripts/package_model.py --loeo: per left-out event the rows of every fold, keyed by
+    method; the summary names the diffusion mean the folds were trained around."""
+    loeo = pytest.importorskip("loeo")
+    package_model = pytest.importorskip("package_model")
+    for event, crps in (("knmi2010", 0.1), ("fmi2016", 0.2)):
+        d = tmp_path / f"loeo_1x3_{event}"
+        d.mkdir()
+        res = {"nearest": {"crps": 2 * crps, "pitd": 0.1, "pe99": 1.0, "lsd": 0.5},
+               "full model around the motion mean (dpmpp_2m, 10 steps, 5 members)":
+                   {"crps": crps, "pitd": 0.05, "pe99": 0.5, "lsd": 0.2}}
+        (d / "results.json").write_text(json.dumps({"results": res, "protocol": {"diffusion_mean": "motion"}}))
+    table = package_model.loeo_table(tmp_path, 1, 3)
+    assert list(table["events"]) == ["fmi2016", "knmi2010"]
+    assert table["methods"] == ["nearest", "full model around the motion mean"]
+    assert table["events"]["knmi2010"]["full model around the motion mean"] == {"crps": 0.1, "pitd": 0.05,
+                                                                                "pe99": 0.5}
+    assert table["events"]["fmi2016"]["nearest"]["crps"] == pytest.approx(0.4)
+    assert "trained around the motion mean" in table["description"]
+    with pytest.raises(FileNotFoundError, match="loeo_10x3"):
+        package_model.loeo_table(tmp_path, 10, 3)
+    out = tmp_path / "loeo.md"
+    assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
+    assert "## (S, T) = (1, 3), diffusion stage trained around the motion mean" in out.read_text()

@@ -7,7 +7,8 @@ CRPS, pe99 and PITD of the peers (persistence, and for T > 1 linear and motion-c
 interpolation), the deterministic mean and the full model with block and tile
 conservation into the card: ``card.json`` (key ``outside_crop``) and a section of
 ``model_card.md`` (replaced if present). Then regenerates ``xsuperres/weights/registry.txt``
-(the cards' hashes change). Idempotent.
+(the cards' hashes change). Idempotent. Models trained on the full grids (crop ``all``) have
+no box outside their training data and are skipped.
 
 Usage::
 
@@ -62,6 +63,9 @@ def main() -> int:
         text, entry = section(name, study)
         d = WEIGHTS / name
         card = json.loads((d / "card.json").read_text())
+        if card["data"]["crop_rows_cols"] == "all":  # trained on the full grids: no box outside
+            print(f"{name}: trained on the full grids, skipped")
+            continue
         card["outside_crop"] = entry
         (d / "card.json").write_text(json.dumps(card, indent=1) + "\n")
         md = (d / "model_card.md").read_text()

@@ -7,6 +7,9 @@ EDSR rows included), one after the other, in ``RUNS/loeo_{S}x{T}_{event}``. A fo
 ``results.json`` exists is skipped; an unfinished fold resumes from its checkpoints, so
 the same command can be repeated across sessions until every fold is done.
 
+``compare``: one pair's folds from several ``--runs`` folders (training variants, e.g.
+``clip=runs noclip=runs/noclip``) side by side, per left-out event.
+
 ``summary``: reads every ``RUNS/loeo_*/results.json`` and writes a Markdown table per pair
 (rows: methods; per left-out event CRPS, PITD, pe99 and LSD), with the full model's CRPS
 relative to RainFARM's and the targets of the retraining issue checked (CRPS at least
@@ -150,6 +153,39 @@ def summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare(args: argparse.Namespace) -> int:
+    """One pair's folds from several run folders (variants of the training), side by side:
+    per left-out event the peers once (from the first variant that has the event), then
+    each variant's model rows (deterministic, full model, full model around the motion mean)."""
+    variants: dict[str, dict[str, dict]] = {}
+    for spec in args.variant:
+        label, _, folder = spec.partition("=")
+        variants[label] = {f.parent.name.split("_", 2)[2]: json.loads(f.read_text())
+                           for f in sorted(Path(folder).glob(f"loeo_{args.pair}_*/results.json"))}
+    events = [e for e in EVENTS.values() if any(e in v for v in variants.values())]
+    peers = ("nearest", "linear in time", "motion-compensated", "RainFARM")
+    models = ("deterministic", "full model", "full model around the motion mean")
+    lines = ["| left out | method | CRPS | PITD | pe99 | LSD |", "|---|---|---|---|---|---|"]
+    out: dict[str, dict[str, dict]] = {}
+    for e in events:
+        rows: dict[str, dict] = {}
+        for label, folds in variants.items():
+            if e not in folds:
+                continue
+            res = {_method_key(n): r for n, r in folds[e]["results"].items()}
+            if not rows:
+                rows.update({k: res[k] for k in peers if k in res})
+            rows.update({f"{k} [{label}]": res[k] for k in models if k in res})
+        out[e] = {name: {m: r[m] for m in METRICS} for name, r in rows.items()}
+        lines += [f"| {e} | {name} | {r['crps']:.4f} | {r['pitd']:.3f} | {r['pe99']:.3f} | {r['lsd']:.3f} |"
+                  for name, r in rows.items()]
+    print("\n".join(lines))
+    if args.json:
+        doc = {"pair": args.pair, "variants": dict(v.partition("=")[::2] for v in args.variant), "events": out}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -162,7 +198,13 @@ def main(argv=None) -> int:
     s = sub.add_parser("summary", help="the tables of every finished fold")
     s.add_argument("--runs", default=str(here / "runs"))
     s.add_argument("--out", default=None)
+    c = sub.add_parser("compare", help="one pair's folds from several run folders, side by side")
+    c.add_argument("--pair", choices=sorted(PAIRS), required=True)
+    c.add_argument("variant", nargs="+", help="LABEL=FOLDER (a --runs folder of `run`)")
+    c.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if args.command == "compare":
+        return compare(args)
     if args.command == "run":
         args.extra = [a for a in args.extra if a != "--"]
         return run(args)

@@ -171,3 +171,21 @@ def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
     out = tmp_path / "loeo.md"
     assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
     assert "## (S, T) = (1, 3), diffusion stage trained around the motion mean" in out.read_text()
+
+
+def test_loeo_compare_puts_variants_side_by_side(tmp_path):
+    """scripts/loeo.py compare: the peers once per event, then each variant's model rows."""
+    loeo = pytest.importorskip("loeo")
+    for label, crps in (("a", 0.3), ("b", 0.2)):
+        d = tmp_path / label / "loeo_1x3_knmi2010"
+        d.mkdir(parents=True)
+        res = {"nearest": {"crps": 1.0, "pitd": 0.1, "pe99": 1.0, "lsd": 0.5},
+               "full model around the motion mean (dpmpp_2m, 10 steps, 5 members)":
+                   {"crps": crps, "pitd": 0.05, "pe99": 0.5, "lsd": 0.2}}
+        (d / "results.json").write_text(json.dumps({"results": res}))
+    out = tmp_path / "cmp.json"
+    assert loeo.main(["compare", "--pair", "1x3", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}",
+                      "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["events"]["knmi2010"]
+    assert list(rows) == ["nearest", "full model around the motion mean [a]", "full model around the motion mean [b]"]
+    assert rows["full model around the motion mean [b]"]["crps"] == 0.2

@@ -164,6 +164,34 @@ def test_mean_refused_where_it_does_not_apply():
     assert out.attrs["xsuperres_mean"].startswith("network") and "mean=" not in out.attrs["history"]
 
 
+@pytest.mark.usefixtures("synchronous_dask")
+def test_auto_follows_the_mean_the_diffusion_was_trained_around(tmp_path):
+    from xsuperres.downscaling.options import check_mean
+    from xsuperres.temporal import block_in_time
+
+    m = make_model()
+    assert m.diffusion_mean == "network"
+    m.metadata["protocol"] = {"diffusion_mean": "linear"}
+    assert m.diffusion_mean == "linear"
+    m.save(tmp_path / "m")
+    loaded = xs.SRModel.load(tmp_path / "m")
+    assert loaded.diffusion_mean == "linear"
+    assert check_mean("auto", m.config, False, "linear") == "linear"
+    assert check_mean("auto", m.config, True, "linear") == "network"      # downscale_mean
+    assert check_mean("motion", m.config, False, "linear") == "motion"    # an explicit choice stays
+    lr = lr_field()
+    auto = xs.downscale(lr, loaded, 2, context="drop")
+    assert auto.attrs["xsuperres_mean"].startswith("linear")
+    same = xs.downscale(lr, loaded, 2, context="drop", mean="linear")
+    np.testing.assert_array_equal(auto.values, same.values)
+    # the members' block means are the input's, the linear mean's too (block conservation)
+    x = lr.values.astype(np.float64)
+    mean1 = block_in_time(x[L - 2:L + 1], T, "linear")
+    np.testing.assert_allclose(mean1.mean(axis=0), x[L - 1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(auto.values[:, :T].mean(axis=1), np.broadcast_to(x[L - 1], (2,) + x.shape[1:]),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_pysteps_calls_from_threads_leave_stdout_alone():
     """The optical flow runs in dask tasks: no thread may leave ``sys.stdout`` redirected."""
     mine = io.StringIO()

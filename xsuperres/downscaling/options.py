@@ -120,11 +120,14 @@ class DownscaleOptions:
         return max(int(self.model.config.lookahead), need)
 
 
-def check_mean(mean: str, config: Any, mean_only: bool) -> str:
+def check_mean(mean: str, config: Any, mean_only: bool, trained_around: str = "network") -> str:
     """The conditional mean ``downscale`` uses with a model of this ``config``.
 
-    ``"auto"``: ``"motion"`` for temporal models (S = 1, T > 1; measured on left-out
-    events, docs/results.md), ``"network"`` otherwise and for ``downscale_mean``. Other
+    ``"auto"``: the temporal peer the model's diffusion stage was trained around
+    (``trained_around``, :attr:`~xsuperres.model.SRModel.diffusion_mean`) when it is one;
+    else ``"motion"`` for temporal models (S = 1, T > 1; measured on left-out events,
+    docs/results.md), ``"network"`` otherwise; always ``"network"`` for
+    ``downscale_mean``. Other
     values are checked: a ValueError where they do not apply, an ImportError naming the
     ``peers`` extra when ``"motion"`` needs pysteps and it is missing (on the call, not
     in a dask task).
@@ -132,7 +135,8 @@ def check_mean(mean: str, config: Any, mean_only: bool) -> str:
     if mean not in MEAN_METHODS:
         raise ValueError(f"mean must be one of {MEAN_METHODS}, got {mean!r}")
     if mean == "auto":
-        mean = "motion" if config.S == 1 and config.T > 1 and not mean_only else "network"
+        temporal = config.S == 1 and config.T > 1 and not mean_only
+        mean = "network" if not temporal else trained_around if trained_around != "network" else "motion"
     if mean == "network":
         return mean
     if mean_only:
@@ -206,7 +210,7 @@ def build_options(
     m = resolve_model(model)
     c = m.config
     mode = inference_mass_conservation(c, mass_conservation)
-    mean = check_mean(mean, c, mean_only)
+    mean = check_mean(mean, c, mean_only, m.diffusion_mean)
     M = positive_int(n_members, "n_members")
     if M > MAX_MEMBERS:
         raise ValueError(

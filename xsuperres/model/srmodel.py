@@ -155,6 +155,13 @@ class SRModel(nn.Module):
         return self.metadata.get("history")
 
     @property
+    def diffusion_mean(self) -> str:
+        """The mean the diffusion stage was trained around (``train(..., diffusion_mean=)``):
+        ``"network"`` (``U_det``'s; also for models trained before the option) or a temporal
+        peer such as ``"motion"``."""
+        return (self.metadata.get("protocol") or {}).get("diffusion_mean") or "network"
+
+    @property
     def n_parameters(self) -> dict[str, int]:
         """Parameter counts: ``{"mean_net": .., "diffusion_net": .., "total": ..}``."""
         a = sum(p.numel() for p in self.mean_net.parameters())

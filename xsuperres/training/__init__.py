@@ -27,16 +27,17 @@ Modules
     The ``xsuperres train`` sub-command.
 """
 
-from .data import TrainingData, build_training_data
+from .data import TrainingData, build_training_data, time_means
 from .loop import STAGES, fit, train
 from .normalization import CapFit, fit_cap
 from .options import TrainOptions
-from .samples import RECORD_DTYPE, SampleDataset, make_samples
+from .samples import RECORD_DTYPE, GivenMeanDataset, SampleDataset, make_samples
 from .split import Split, split_samples
 from .tiles import Tile, choose_tile_size, latin_square_folds, tile_grid
 
 __all__ = [
     "CapFit",
+    "GivenMeanDataset",
     "RECORD_DTYPE",
     "STAGES",
     "SampleDataset",
@@ -52,5 +53,6 @@ __all__ = [
     "make_samples",
     "split_samples",
     "tile_grid",
+    "time_means",
     "train",
 ]

@@ -90,7 +90,10 @@ def _temporal_targets(e: str, res: dict) -> list[str]:
                 gain = 1 - full["crps"] / r["crps"]
                 checks.append(f"{100 * abs(gain):.1f} % {'below' if gain >= 0 else 'above'} {peer} "
                               f"({'met' if gain >= 0.10 else 'missed'})")
-        checks.append(f"PITD {full['pitd']:.3f} ({'met' if full['pitd'] < 0.1 else 'missed'})")
+        pitd = f"PITD {full['pitd']:.3f} ({'met' if full['pitd'] < 0.1 else 'missed'}"
+        if "pitd_floor" in full:  # what the truth itself scores (the ties of dry pixels)
+            pitd += f"; the truth's own floor {full['pitd_floor']:.3f}, randomized PITD {full['pitd_randomized']:.3f}"
+        checks.append(pitd + ")")
         out.append(f"- {e}, {label}: CRPS " + "; ".join(checks))
     return out
 

@@ -123,7 +123,8 @@ def card_markdown(card: dict) -> str:
         "Latin-square fold 0 of 4 (the diagonal tiles of every event) held out for validation, "
         "the other tiles train.",
         f"- Samples: {tr['n_train']} train, {tr['n_valid']} validation"
-        + (f" (every {tr['stride']}-th sample kept)" if tr["stride"] > 1 else "") + ".",
+        + (f" (every {tr['stride']}{ {2: 'nd', 3: 'rd'}.get(tr['stride'], 'th')} sample kept)"
+           if tr["stride"] > 1 else "") + ".",
         f"- Deterministic mean: {tr['mean_epochs_run']} epochs (best {tr['mean_best_epoch']}); residual "
         f"diffusion: {tr['diffusion_epochs_run']} epochs (best {tr['diffusion_best_epoch']}), trained around "
         + ("`U_det`'s mean" if tr.get("diffusion_mean", "network") == "network" else
@@ -194,7 +195,13 @@ def caveats(scores: dict, full: str, valid_event: str | None = None, minutes: fl
         worse = [m for m in ("crps", "pitd", "pe99", "lsd") if scores[base][m] < f[m]]
         if worse:
             out.append(f"{base} beats the full model on " + ", ".join(
-                f"{m.upper()} ({scores[base][m]:.3f} vs {f[m]:.3f})" for m in worse) + ".")
+                f"{m.upper()} ({scores[base][m]:.4f} vs {f[m]:.4f})" for m in worse) + ".")
+    if "pitd_floor" in f and "pitd_randomized" in f:
+        rnd = {k: r["pitd_randomized"] for k, r in scores.items() if "pitd_randomized" in r}
+        out.append(f"PITD (mid-rank) of the full model {f['pitd']:.4f}; the truth itself, as a one-member "
+                   f"forecast, scores {f['pitd_floor']:.4f} (the ties of dry pixels, docs/metrics.md). With "
+                   f"randomized ties the full model has {f['pitd_randomized']:.4f}, the others "
+                   + ", ".join(f"{k.split(' (')[0]} {v:.4f}" for k, v in rnd.items() if k != full) + ".")
     det = scores["deterministic (U_det + MC)"]
     for base in ("bicubic", "nearest"):
         if scores[base]["crps"] <= det["crps"]:
@@ -216,8 +223,11 @@ def caveats(scores: dict, full: str, valid_event: str | None = None, minutes: fl
     return out
 
 
-def loeo_table(runs: Path, S: int, T: int) -> dict:
-    """The leave-one-event-out rows (CRPS, PITD, pe99 per left-out event) of ``runs``."""
+def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None) -> dict:
+    """The leave-one-event-out rows (CRPS, PITD, pe99 per left-out event) of ``runs``.
+
+    ``clip``: the shipped model's ``config.clip``; the description says so when the folds
+    were trained with the other representation."""
     from loeo import _method_key
 
     folds = {f.parent.name.split("_", 2)[2]: json.loads(f.read_text())
@@ -229,6 +239,10 @@ def loeo_table(runs: Path, S: int, T: int) -> dict:
     methods = list(dict.fromkeys(m for ev in events.values() for m in ev))
     d0 = next(iter(folds.values()))
     dm = d0["protocol"].get("diffusion_mean", "network")
+    fold_clip = d0["config"].get("clip", True) if "config" in d0 else None
+    rep = ("" if clip is None or fold_clip is None or fold_clip == clip else
+           f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
+           f"at the cap, this model {'with' if clip else 'without'} it.")
     return {"source": f"scripts/loeo.py runs ({runs.name}), docs/results/loeo.md",
             "description": (
                 "Each column pair is a model trained like this one on the three other 5-min events "
@@ -236,7 +250,7 @@ def loeo_table(runs: Path, S: int, T: int) -> dict:
                 "CRPS in mm/h); the left-out event chose the best epochs, so these are validation "
                 f"scores. Diffusion stage trained around the {'`U_det`' if dm == 'network' else dm} mean; "
                 "`full model` samples around `U_det`'s mean, `full model around the motion mean` "
-                "around motion-compensated interpolation (the default of `downscale` for this model)."),
+                "around motion-compensated interpolation (the default of `downscale` for this model)." + rep),
             "methods": methods, "events": events}
 
 
@@ -310,7 +324,7 @@ def main(argv=None) -> int:
                      "diffusion_mean": doc["protocol"].get("diffusion_mean", "network"),
                      "augment": bool(doc["protocol"].get("augment")),
                      "wall_time_min": {k: doc["wall_time_min"][k] for k in ("mean_stage", "diffusion_stage")}},
-        "machine": (f"{m['cpu_count']} x86_64 CPU cores (AMD EPYC VM), {m['torch_threads']} torch thread, "
+        "machine": (f"{m['cpu_count']} x86_64 CPU cores (AMD EPYC VM), {m['torch_threads']} torch thread{'s' if m['torch_threads'] > 1 else ''}, "
                     f"torch {m['torch']}, {m['device']}, no GPU"),
         "evaluation": {"description": (
             f"{n['evaluated']} validation samples (the held-out diagonal tiles of every event, "
@@ -325,7 +339,7 @@ def main(argv=None) -> int:
         "scores": results,
         "fp16_check": {"fp16": det16["crps"], "fp32": results["deterministic (U_det + MC)"]["crps"]},
         "caveats": caveats(results, full, doc.get("protocol", {}).get("valid_event"), minutes),
-        "loeo": None if args.loeo is None else loeo_table(Path(args.loeo), S, T),
+        "loeo": None if args.loeo is None else loeo_table(Path(args.loeo), S, T, model.config.clip),
         "xsuperres_version": json.loads((dest / "config.json").read_text())["xsuperres_version"],
     }
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")

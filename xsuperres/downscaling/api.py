@@ -38,7 +38,7 @@ MEAN_TEXT = {
     "linear": "linear: linear interpolation in time between x[t-1], x[t] and x[t+1], per block "
               "(uses the LR step after the block)",
     "motion": "motion: motion-compensated interpolation in time of x[t-1], x[t] and x[t+1] "
-              "(pysteps Proesmans optical flow per tile; uses the LR step after the block)",
+              "(pysteps Proesmans optical flow on the whole domain per LR step; uses the LR step after the block)",
 }
 
 _UNSAFE_ATTRS = ("_FillValue", "missing_value", "scale_factor", "add_offset", "valid_range",

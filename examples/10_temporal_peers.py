@@ -9,7 +9,8 @@ S = 1: every member's 15-min means equal the input exactly. The model runs aroun
 network mean (``mean="network"``, the preprint's method) and with its default
 ``mean="auto"``, which for temporal models is ``"motion"``: the diffusion stage samples
 around the motion-compensated interpolation (which, like the peer, uses the following
-15-min step). Prints a CRPS table and the largest block-mean error of each.
+15-min step). Prints a CRPS table and the largest block-mean error of each. The KNMI day
+is one of the model's training days; docs/results.md scores days it never saw.
 
 Run: ``python examples/10_temporal_peers.py`` (about a minute on 2 CPU cores).
 """
@@ -21,6 +22,9 @@ import xsuperres as xs
 
 model = xs.load_model("radar-s1-t3")
 S, T, L = model.config.S, model.config.T, model.config.L
+# its diffusion stage was trained around the motion mean (train(..., diffusion_mean="motion")),
+# which the default mean="auto" of downscale therefore samples around
+print("diffusion stage trained around:", model.diffusion_mean)
 blocks = 6
 truth = xs.open_sample("knmi").precip.isel(time=slice(45, 45 + (L - 1 + blocks + 1) * T),
                                            y=slice(60, 140), x=slice(60, 140))

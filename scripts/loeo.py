@@ -98,12 +98,17 @@ def _temporal_targets(e: str, res: dict) -> list[str]:
     return out
 
 
-def summary(args: argparse.Namespace) -> int:
-    runs = sorted(Path(args.runs).glob("loeo_*/results.json"))
+def load_folds(runs: str | Path, pair: str = "*") -> dict[str, dict[str, dict]]:
+    """``{pair: {event: results.json}}`` of the finished folds ``RUNS/loeo_{pair}_{event}``."""
     by_pair: dict[str, dict[str, dict]] = {}
-    for f in runs:
-        pair, event = f.parent.name.split("_")[1:3]
-        by_pair.setdefault(pair, {})[event] = json.loads(f.read_text())
+    for f in sorted(Path(runs).glob(f"loeo_{pair}_*/results.json")):
+        p, event = f.parent.name.split("_", 2)[1:3]
+        by_pair.setdefault(p, {})[event] = json.loads(f.read_text())
+    return by_pair
+
+
+def summary(args: argparse.Namespace) -> int:
+    by_pair = load_folds(args.runs)
     lines = ["# Leave-one-event-out scores", "",
              "Written by `python scripts/loeo.py summary`; each column group is a model trained on",
              "the three other 5-min events and scored on the left-out one (samples of the whole",
@@ -163,8 +168,7 @@ def compare(args: argparse.Namespace) -> int:
     variants: dict[str, dict[str, dict]] = {}
     for spec in args.variant:
         label, _, folder = spec.partition("=")
-        variants[label] = {f.parent.name.split("_", 2)[2]: json.loads(f.read_text())
-                           for f in sorted(Path(folder).glob(f"loeo_{args.pair}_*/results.json"))}
+        variants[label] = load_folds(folder, args.pair).get(args.pair, {})
     events = [e for e in EVENTS.values() if any(e in v for v in variants.values())]
     peers = ("nearest", "linear in time", "motion-compensated", "RainFARM")
     models = ("deterministic", "full model", "full model around the motion mean")

@@ -228,10 +228,9 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None) -> dict:
 
     ``clip``: the shipped model's ``config.clip``; the description says so when the folds
     were trained with the other representation."""
-    from loeo import _method_key
+    from loeo import _method_key, load_folds
 
-    folds = {f.parent.name.split("_", 2)[2]: json.loads(f.read_text())
-             for f in sorted(runs.glob(f"loeo_{S}x{T}_*/results.json"))}
+    folds = load_folds(runs, f"{S}x{T}").get(f"{S}x{T}", {})
     if not folds:
         raise FileNotFoundError(f"no loeo_{S}x{T}_*/results.json under {runs}")
     events = {e: {_method_key(n): {m: r[m] for m in ("crps", "pitd", "pe99")}

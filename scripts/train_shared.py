@@ -69,6 +69,7 @@ from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
 from xsuperres.training.edsr import train_edsr
 from xsuperres.training.loop import fit
+from xsuperres.training.options import DIFFUSION_MEANS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from heldout import (heldout_figure, rainfarm_members, scores, table, temporal_peer,  # noqa: E402
@@ -130,7 +131,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--no-rainfarm", action="store_true", help="no RainFARM row (it needs pysteps)")
     p.add_argument("--edsr-epochs", type=int, default=0,
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
-    p.add_argument("--diffusion-mean", default="network", choices=("network", "motion", "linear", "persistence"),
+    p.add_argument("--diffusion-mean", default="network", choices=DIFFUSION_MEANS,
                    help="the mean the diffusion stage is trained around (S = 1: a temporal peer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

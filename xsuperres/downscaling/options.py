@@ -135,8 +135,10 @@ def check_mean(mean: str, config: Any, mean_only: bool, trained_around: str = "n
     if mean not in MEAN_METHODS:
         raise ValueError(f"mean must be one of {MEAN_METHODS}, got {mean!r}")
     if mean == "auto":
-        temporal = config.S == 1 and config.T > 1 and not mean_only
-        mean = "network" if not temporal else trained_around if trained_around != "network" else "motion"
+        if mean_only or not (config.S == 1 and config.T > 1):
+            mean = "network"
+        else:
+            mean = trained_around if trained_around != "network" else "motion"
     if mean == "network":
         return mean
     if mean_only:

@@ -3,7 +3,7 @@
 Not a test. Builds the ``radar-s10-t1`` recipe's networks (S = 10, T = 1, L = 10, "tiny"
 preset, 40 px tiles; random weights and inputs: the timing does not depend on them),
 and times one ``U_dif`` training step as the trainer takes it
-(:func:`xsuperres.training.loop._diffusion_loss`, ``backward``, fused Adam; batch 12)
+(:func:`xsuperres.training.losses.diffusion_loss`, ``backward``, fused Adam; batch 12)
 
 * eager, as the trainer runs it,
 * with ``torch.compile`` (inductor) on ``U_dif``'s forward, keeping the hand-written
@@ -34,7 +34,7 @@ def child(mode: str, threads: int) -> dict:
     import xsuperres
     from xsuperres.model.srmodel import SRModel
     from xsuperres.nn.attention import NeighborhoodAttention
-    from xsuperres.training.loop import _diffusion_loss
+    from xsuperres.training.losses import diffusion_loss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def child(mode: str, threads: int) -> dict:
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = _diffusion_loss(model, batch, torch.device("cpu"), gen)
+        loss = diffusion_loss(model, batch, torch.device("cpu"), gen)
         loss.backward()
         opt.step()
 

@@ -15,7 +15,7 @@ from xsuperres.model import SRModel, normalize_precip
 from xsuperres.nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage, upsample_context
 from xsuperres.nn.diffusion import LinearSchedule
 from xsuperres.nn.unet import DiffusionUNet
-from xsuperres.training import loop
+from xsuperres.training import losses
 
 CAP = 55.0
 
@@ -185,7 +185,7 @@ def test_predict_mean_is_the_mean_stage(m103):
 
 
 def test_training_uses_the_mean_stage(m103):
-    """The training mean (``loop.mean_output``) is ``mean_stage`` on the normalized context."""
+    """The training mean (``losses.mean_output``) is ``mean_stage`` on the normalized context."""
     c = m103.config
     g = torch.Generator().manual_seed(6)
     ctx = torch.rand((2, c.L, 3, 3), generator=g)
@@ -193,11 +193,11 @@ def test_training_uses_the_mean_stage(m103):
     batch = {"context": ctx, "topography": topo, "target": torch.rand((2, c.T, 30, 30), generator=g)}
     dev = torch.device("cpu")
     with torch.no_grad():
-        ctx2, ctx_up, topo2, _ = loop._inputs(batch, c.S, dev)
+        ctx2, ctx_up, topo2, _ = losses.batch_inputs(batch, c.S, dev)
         assert torch.equal(ctx_up, upsample_context(ctx, c.S))
         for mc in (True, False):
-            D = loop.mean_output(m103, ctx2, ctx_up, topo2, mc, dev)
+            D = losses.mean_output(m103, ctx2, ctx_up, topo2, mc, dev)
             want, _ = mean_stage(m103.mean_net, ctx, topo, ctx[:, -1], c, mc=mc)
             assert torch.equal(D, want)
         raw = m103.mean_net(ctx_up, topo)
-        assert torch.equal(loop.mean_output(m103, ctx2, ctx_up, topo2, False, dev), raw)
+        assert torch.equal(losses.mean_output(m103, ctx2, ctx_up, topo2, False, dev), raw)

@@ -41,14 +41,16 @@ from .io import (
     save_srmodel,
 )
 from .normalization import (
+    _KNOWN_NORM_KEYS,
     ArrayLike,
     _as_float_array,
     _check_cap,
+    check_normalization,
     denormalize_precip,
     normalize_precip,
     normalize_topography,
 )
-from .srmodel import _KNOWN_NORM_KEYS, SRModel, _progress
+from .srmodel import SRModel
 
 __all__ = [
     "SRModel",
@@ -66,5 +68,5 @@ _REEXPORTED = (
     VALID_DEVICES, DeviceLike, _resolve_device, resolve_device, _topo_slice, prepare_inputs,
     BINDING_KEY, CONFIG_FILE, UNBOUND_KEYS, WEIGHTS_FILE, _config_sha256, _jsonable, _list,
     _sha256, _weights_metadata, load_srmodel, save_srmodel, ArrayLike, _as_float_array,
-    _check_cap, _KNOWN_NORM_KEYS, _progress,
+    _check_cap, _KNOWN_NORM_KEYS, check_normalization,
 )

@@ -3,6 +3,7 @@
 * precipitation: ``clip(x, 0, cap) / cap`` (or ``max(x, 0) / cap`` for configurations with
   ``clip=False``; :func:`normalize_precip`) and back
   (:func:`denormalize_precip`); :func:`_check_cap` is the one validator of caps;
+* a model's statistics against its configuration (:func:`check_normalization`);
 * topography: min-max scaling with the training range (:func:`normalize_topography`).
 
 numpy or torch inputs; imports torch and numpy only.
@@ -11,7 +12,7 @@ numpy or torch inputs; imports torch and numpy only.
 from __future__ import annotations
 
 import math
-from typing import Any, Union
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -27,6 +28,65 @@ def _check_cap(cap: float) -> float:
     if not (math.isfinite(c) and c > 0):
         raise ValueError(f"cap must be a positive finite number (mm/h), got {cap!r}")
     return c
+
+
+#: The keys of ``SRModel.normalization`` that :func:`check_normalization` knows.
+_KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
+
+
+def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """A model's normalization statistics, checked against its configuration.
+
+    Parameters
+    ----------
+    config
+        The model's :class:`~xsuperres.config.SRConfig` (its ``cap``, mm/h, or ``None``).
+    norm
+        ``cap`` (mm/h), ``topo_min`` and ``topo_max`` (m), ``residual_scale``
+        (normalized units); missing keys get the config's cap, ``None`` and 1.0.
+
+    Returns
+    -------
+    dict
+        A new dict (``norm`` is not modified) with every known key set.
+
+    Raises
+    ------
+    ValueError
+        A cap that is not positive and finite or disagrees with ``config.cap``; a
+        non-finite topography bound, only one of the two, or ``topo_max < topo_min``; a
+        ``residual_scale`` that is not positive and finite.
+    """
+    out: dict[str, Any] = dict(norm) if norm is not None else {}
+    cfg_cap = config.cap
+    cap = out.get("cap")
+    if cap is None:
+        cap = cfg_cap
+    else:
+        cap = _check_cap(cap)
+        if cfg_cap is not None and not math.isclose(cap, cfg_cap, rel_tol=1e-12):
+            raise ValueError(
+                f"normalization['cap'] = {cap} mm/h disagrees with config.cap = {cfg_cap} mm/h"
+            )
+    out["cap"] = cap
+    for k in ("topo_min", "topo_max"):
+        v = out.get(k)
+        if v is not None:
+            v = float(v)
+            if not math.isfinite(v):
+                raise ValueError(f"normalization[{k!r}] must be finite, got {out[k]!r}")
+        out[k] = v
+    if (out["topo_min"] is None) != (out["topo_max"] is None):
+        raise ValueError("normalization needs both 'topo_min' and 'topo_max' (m) or neither")
+    if out["topo_min"] is not None and out["topo_max"] < out["topo_min"]:
+        raise ValueError(
+            f"normalization: topo_max ({out['topo_max']} m) < topo_min ({out['topo_min']} m)"
+        )
+    rs = float(out.get("residual_scale", 1.0))
+    if not (math.isfinite(rs) and rs > 0):
+        raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
+    out["residual_scale"] = rs
+    return out
 
 
 def _as_float_array(x: Any) -> np.ndarray:

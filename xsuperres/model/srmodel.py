@@ -30,7 +30,6 @@ This module imports torch and numpy only (no xarray, dask or pooch).
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -47,13 +46,11 @@ from ..nn.diffusion import LinearSchedule, check_sampler, sample
 from ..nn.samplers import DEFAULT_SAMPLER
 from ..nn.unet import DeterministicUNet, DiffusionUNet
 from ..noise import item_noise, sample_keys
+from ..progress import progress_callback
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
 from .inputs import _topo_slice, prepare_inputs, prepare_mean
-from .normalization import ArrayLike, _check_cap, normalize_precip
-
-_KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
-
+from .normalization import ArrayLike, check_normalization, normalize_precip
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -110,45 +107,13 @@ class SRModel(nn.Module):
         self.mean_net = DeterministicUNet(config.n_context, config.T, config.preset, config.attention)
         self.diffusion_net = DiffusionUNet(config.n_context, config.T, config.preset, config.attention)
         self.schedule = LinearSchedule(config.beta_max, config.beta_min, config.J)
-        self.normalization = self._check_normalization(normalization)
+        self.normalization = check_normalization(config, normalization)
         self.metadata: dict[str, Any] = dict(metadata) if metadata is not None else {}
         #: the model card (free-form JSON): read from ``card.json`` by :meth:`load`
         #: (every pretrained model has one), written by :meth:`save`; None otherwise
         self.card: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ properties
-    def _check_normalization(self, norm: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = dict(norm) if norm is not None else {}
-        cfg_cap = self.config.cap
-        cap = out.get("cap")
-        if cap is None:
-            cap = cfg_cap
-        else:
-            cap = _check_cap(cap)
-            if cfg_cap is not None and not math.isclose(cap, cfg_cap, rel_tol=1e-12):
-                raise ValueError(
-                    f"normalization['cap'] = {cap} mm/h disagrees with config.cap = {cfg_cap} mm/h"
-                )
-        out["cap"] = cap
-        for k in ("topo_min", "topo_max"):
-            v = out.get(k)
-            if v is not None:
-                v = float(v)
-                if not math.isfinite(v):
-                    raise ValueError(f"normalization[{k!r}] must be finite, got {out[k]!r}")
-            out[k] = v
-        if (out["topo_min"] is None) != (out["topo_max"] is None):
-            raise ValueError("normalization needs both 'topo_min' and 'topo_max' (m) or neither")
-        if out["topo_min"] is not None and out["topo_max"] < out["topo_min"]:
-            raise ValueError(
-                f"normalization: topo_max ({out['topo_max']} m) < topo_min ({out['topo_min']} m)"
-            )
-        rs = float(out.get("residual_scale", 1.0))
-        if not (math.isfinite(rs) and rs > 0):
-            raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
-        out["residual_scale"] = rs
-        return out
-
     @property
     def history(self) -> Any:
         """Training history (``metadata["history"]``), or ``None``."""
@@ -465,7 +430,7 @@ class SRModel(nn.Module):
 
         ns = max(1, bs // M)  # samples per chunk of the deterministic stage
         total = n_steps * sum(-(-min(ns, N - s0) * M // bs) for s0 in range(0, N, ns))
-        report = _progress(progress, total)
+        report = progress_callback(progress, total)
         rscale = float(self.normalization["residual_scale"])
         kw: dict[str, Any] = {}
         if spacing is not None:
@@ -623,36 +588,3 @@ class SRModel(nn.Module):
             ``config.json`` cannot be detected; re-save it with :meth:`save`.
         """
         return load_srmodel(cls, path, device)
-
-
-# ---------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------
-def _progress(
-    progress: Union[bool, Callable[[int, int], None]], total: int
-) -> Optional[Callable[[int, int], None]]:
-    if progress is False or progress is None:
-        return None
-    if callable(progress):
-        return progress
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        import sys
-
-        def report(done: int, tot: int) -> None:
-            if done == tot or done % max(1, tot // 20) == 0:
-                print(f"xsuperres: {done}/{tot} network evaluations", file=sys.stderr)
-
-        return report
-
-    bar = tqdm(total=total, desc="diffusion", unit="eval")
-
-    class _Bar:
-        def __call__(self, done: int, tot: int) -> None:
-            bar.update(done - bar.n)
-
-        def close(self) -> None:
-            bar.close()
-
-    return _Bar()

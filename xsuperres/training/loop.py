@@ -1,6 +1,7 @@
 """The training protocol of the preprint (section 5; docs/training.md): :func:`train`.
 
-Two stages, one after the other, each with the same protocol:
+Two stages, one after the other, each with the same protocol (their forward passes and
+losses: :mod:`xsuperres.training.losses`):
 
 1. ``mean``: the deterministic U-Net ``U_det``; loss = MSE between the mean ``D`` and the
    target in normalized units. Mass conservation (:func:`xsuperres.nn.mass.mass_conserve`
@@ -20,7 +21,7 @@ Two stages, one after the other, each with the same protocol:
    validation loss is the same v-loss with noise and steps from a generator re-seeded
    identically every epoch, so it is comparable across epochs. ``D`` of every training
    and validation sample is computed once at the start of the stage when the result
-   fits in :data:`MEAN_CACHE_BYTES` (the mean network is frozen and deterministic), else
+   fits in :data:`~xsuperres.training.losses.MEAN_CACHE_BYTES` (the mean network is frozen and deterministic), else
    for every batch.
    With ``diffusion_mean`` set to a temporal peer (``S = 1``, ``T > 1``), ``D`` is that
    peer's block (:func:`~xsuperres.training.data.time_means`), the mean that
@@ -57,17 +58,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xarray as xr
-from torch.utils.data import DataLoader, Subset
 
 from ..config import SRConfig
 from ..model import SRModel, _jsonable, _resolve_device
-from ..nn.denoiser import mean_stage, upsample_context
+from ..progress import progress_bar
 from .checkpoint import (check_fingerprint, load_checkpoint, machine, optimizer_from_safe, rng_states,
                          save_checkpoint, set_rng_states)
 from .augment import dihedral_batch
 from .data import TrainingData, build_training_data, time_means
+from .losses import diffusion_loss, loader, mean_loss, residual_scale, with_frozen_mean
 from .options import DEFAULT, TrainOptions, combine
 from .samples import GivenMeanDataset
 from .warmstart import init_topography_range, resolve_init, warm_start_config, weights_digest
@@ -87,50 +87,6 @@ _AUGMENT_SEED = {"mean": 5, "diffusion": 6}
 
 
 # ---------------------------------------------------------------------------------------
-# forward passes shared by the stages: those of inference (xsuperres.nn.denoiser), with
-# bf16 autocast on CUDA
-# ---------------------------------------------------------------------------------------
-def _inputs(batch: dict[str, torch.Tensor], S: int, device: torch.device):
-    """Batch -> (context (B,L,h,w), BI(context) (B,L,H,W), topography, target) on device.
-
-    The training context is already capped and normalized (``clip(x, 0, cap) / cap``,
-    then block means), as :func:`~xsuperres.nn.denoiser.upsample_context` expects.
-    """
-    ctx = batch["context"].to(device, non_blocking=True)
-    topo = batch["topography"].to(device, non_blocking=True)
-    target = batch["target"].to(device, non_blocking=True)
-    return ctx, upsample_context(ctx, S), topo, target
-
-
-def mean_output(model: SRModel, ctx: torch.Tensor, ctx_up: torch.Tensor, topo: torch.Tensor,
-                mc: bool, device: torch.device) -> torch.Tensor:
-    """The mean ``D`` (normalized units) of a batch, ``(B, T, H, W)``.
-
-    Parameters
-    ----------
-    model
-        The model.
-    ctx
-        Normalized LR context ``(B, L, h, w)`` (its last frame is the MC target).
-    ctx_up
-        ``BI(ctx)``, ``(B, L, H, W)``.
-    topo
-        Normalized topography ``(B, 1, H, W)``.
-    mc
-        ``True``: the output transform of inference (mass conservation with the config's
-        settings, or a clamp at 0 when ``mass_conservation`` is ``None``); ``False``: the raw
-        network output.
-    device
-        The device (bf16 autocast on CUDA).
-
-    The forward pass is :func:`xsuperres.nn.denoiser.mean_stage`, the one of inference.
-    """
-    D, _ = mean_stage(model.mean_net, ctx, topo, ctx[:, -1], model.config, context_up=ctx_up,
-                      mc=mc, amp=device.type == "cuda")
-    return D
-
-
-# ---------------------------------------------------------------------------------------
 # run state
 # ---------------------------------------------------------------------------------------
 @dataclass
@@ -146,7 +102,7 @@ class _Run:
     #: per event, the given diffusion mean (normalized), or None for U_det's
     given_means: list[np.ndarray] | None = None
 
-    # the two options the forward-pass helpers read
+    # the two options read most often
     @property
     def batch_size(self) -> int:
         return self.options.batch_size
@@ -161,90 +117,12 @@ def _empty_history() -> dict[str, Any]:
             "best_valid": None, "early_stopped": False, "epochs_run": 0}
 
 
-def _loader(ds, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=0, drop_last=False)
-
-
-def _residual_scale(run: _Run) -> float:
-    """RMS of ``target - D`` over up to 256 evenly spaced training samples (normalized)."""
-    ds = run.td.train if run.given_means is None else GivenMeanDataset(run.td.train, run.given_means)
-    n = len(ds)
-    idx = np.unique(np.linspace(0, n - 1, min(n, 256)).round().astype(int)).tolist()
-    total, count = 0.0, 0
-    model, S = run.model, run.model.config.S
-    with torch.no_grad():
-        for batch in _loader(Subset(ds, idx), run.batch_size, False, None):
-            ctx, ctx_up, topo, target = _inputs(batch, S, run.device)
-            D = batch["mean"].to(run.device) if "mean" in batch else \
-                mean_output(model, ctx, ctx_up, topo, True, run.device)
-            r = (target - D).double()
-            total += float((r * r).sum())
-            count += r.numel()
-    rms = math.sqrt(total / count) if count else 0.0
-    return rms if rms > 0 and math.isfinite(rms) else 1.0
-
-
-#: Largest size (bytes) of the precomputed means of the frozen mean model kept in memory
-#: during the diffusion stage; beyond it ``D`` is recomputed for every batch.
-MEAN_CACHE_BYTES = 1 << 30
-
-
-class _WithMean(torch.utils.data.Dataset):
-    """A sample dataset whose items also carry the frozen mean ``D`` (key ``"mean"``)."""
-
-    def __init__(self, ds, means: torch.Tensor) -> None:
-        self.ds, self.means = ds, means
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = dict(self.ds[i])
-        item["mean"] = self.means[i]
-        return item
-
-
-def _with_mean(run: _Run, ds):
-    """``ds`` with the frozen mean of every sample precomputed (if it fits in memory).
-
-    The mean network is frozen during the diffusion stage and deterministic in eval mode,
-    so ``D`` of a sample never changes: computing it once instead of in every epoch
-    halves the cost of a diffusion epoch on a CPU. With a given mean
-    (``run.given_means``), the items carry it instead.
-    """
+def _stage_data(run: _Run, ds):
+    """``ds`` with the mean ``D`` of the diffusion stage on every item: the given temporal
+    mean (``run.given_means``), else the frozen mean network's (:func:`with_frozen_mean`)."""
     if run.given_means is not None:
         return GivenMeanDataset(ds, run.given_means)
-    c = run.model.config
-    n = len(ds)
-    if n == 0 or n * c.T * c.tile_size ** 2 * 4 > MEAN_CACHE_BYTES:
-        return ds
-    out = []
-    run.model.eval()
-    with torch.no_grad():
-        for batch in _loader(ds, run.batch_size, False, None):
-            ctx, ctx_up, topo, _ = _inputs(batch, c.S, run.device)
-            out.append(mean_output(run.model, ctx, ctx_up, topo, True, run.device).cpu())
-    return _WithMean(ds, torch.cat(out))
-
-
-def _diffusion_loss(model: SRModel, batch, device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    S = model.config.S
-    ctx, ctx_up, topo, target = _inputs(batch, S, device)
-    with torch.no_grad():
-        if "mean" in batch:
-            D = batch["mean"].to(device, non_blocking=True)
-        else:
-            D = mean_output(model, ctx, ctx_up, topo, True, device)
-        r0 = (target - D) / float(model.normalization["residual_scale"])
-    return model.denoiser.loss(r0, D, ctx_up[:, -1:], ctx_up, generator,
-                               amp=device.type == "cuda")
-
-
-def _mean_loss(model: SRModel, batch, device: torch.device, mc: bool) -> torch.Tensor:
-    ctx, ctx_up, topo, target = _inputs(batch, model.config.S, device)
-    D = mean_output(model, ctx, ctx_up, topo, mc, device)
-    return F.mse_loss(D, target)
+    return with_frozen_mean(run.model, ds, run.batch_size, run.device)
 
 
 def _validate(run: _Run, stage: str) -> float:
@@ -253,11 +131,11 @@ def _validate(run: _Run, stage: str) -> float:
     g = torch.Generator(device="cpu").manual_seed(run.seed * 1000 + _VALID_SEED)
     model.eval()
     with torch.no_grad():
-        for batch in _loader(run.datasets.get("valid", run.td.valid), run.batch_size, False, None):
+        for batch in loader(run.datasets.get("valid", run.td.valid), run.batch_size, False, None):
             if stage == "mean":
-                loss = _mean_loss(model, batch, device, mc=True)
+                loss = mean_loss(model, batch, device, mc=True)
             else:
-                loss = _diffusion_loss(model, batch, device, g)
+                loss = diffusion_loss(model, batch, device, g)
             n = batch["target"].shape[0]
             total += float(loss.detach()) * n
             count += n
@@ -302,13 +180,11 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
     todo = 0 if hist["early_stopped"] else max(0, opts.epochs - start)
     run.datasets = {}
     if stage == "diffusion" and todo:
-        run.datasets = {"train": _with_mean(run, run.td.train), "valid": _with_mean(run, run.td.valid)}
-    train_loader = _loader(run.datasets.get("train", run.td.train), opts.batch_size, True, gens["loader"])
+        run.datasets = {"train": _stage_data(run, run.td.train), "valid": _stage_data(run, run.td.valid)}
+    train_loader = loader(run.datasets.get("train", run.td.train), opts.batch_size, True, gens["loader"])
     bar = None
     if opts.progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=todo * len(train_loader), desc=f"train {stage}", unit="batch", leave=True)
+        bar = progress_bar(todo * len(train_loader), f"train {stage}", "batch")
     t_stage = time.perf_counter()
     try:
         for epoch in range(start, start + todo):
@@ -322,9 +198,9 @@ def _run_stage(run: _Run, stage: str, resume: dict[str, Any] | None) -> None:
                     batch = dihedral_batch(batch, gens["augment"])
                 opt.zero_grad(set_to_none=True)
                 if stage == "mean":
-                    loss = _mean_loss(model, batch, device, mc)
+                    loss = mean_loss(model, batch, device, mc)
                 else:
-                    loss = _diffusion_loss(model, batch, device, gens["noise"])
+                    loss = diffusion_loss(model, batch, device, gens["noise"])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the {stage} training loss is {float(loss)} at epoch {epoch + 1}; "
@@ -496,7 +372,8 @@ def fit(
             p.requires_grad_(False)
         diff_resume = resume if resume is not None and resume["state"]["stage"] == "diffusion" else None
         if diff_resume is None:
-            model.normalization["residual_scale"] = _residual_scale(run)
+            scale_ds = run.td.train if run.given_means is None else GivenMeanDataset(run.td.train, run.given_means)
+            model.normalization["residual_scale"] = residual_scale(model, scale_ds, run.batch_size, run.device)
             log.info("residual scale %.4g (normalized units)", model.normalization["residual_scale"])
         _run_stage(run, "diffusion", diff_resume)
 

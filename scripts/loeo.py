@@ -10,6 +10,10 @@ the same command can be repeated across sessions until every fold is done.
 ``compare``: one pair's folds from several ``--runs`` folders (training variants, e.g.
 ``clip=runs noclip=runs/noclip``) side by side, per left-out event.
 
+``curves``: the learning curves on the left-out events (validation loss per epoch of
+each stage against the training hours, finished and running folds of one or more
+``--runs`` folders) as a figure, and per fold whether the last epochs still paid.
+
 ``summary``: reads every ``RUNS/loeo_*/results.json`` and writes a Markdown table per pair
 (rows: methods; per left-out event CRPS, PITD, pe99 and LSD), with the full model's CRPS
 relative to RainFARM's and the targets of the retraining issue checked (CRPS at least
@@ -19,6 +23,7 @@ Usage::
 
     nohup python scripts/loeo.py run --pair 10x3 > runs/loeo_10x3.log 2>&1 &
     python scripts/loeo.py summary --out docs/results/loeo.md
+    python scripts/loeo.py curves --pair 10x3 clip=runs noclip=runs/noclip --out curves.png
 """
 
 from __future__ import annotations
@@ -193,6 +198,75 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def fold_history(folder: Path) -> dict | None:
+    """The training history of one fold: from ``results.json`` when it is finished, else
+    from its checkpoints (a fold still running); ``None`` before its first epoch."""
+    res = folder / "results.json"
+    if res.exists():
+        return json.loads(res.read_text()).get("history")
+    hist: dict = {}
+    for stage in ("mean", "diffusion"):
+        ck = folder / f"checkpoints-{stage}" / "checkpoint.json"
+        if ck.exists():
+            hist.update(json.loads(ck.read_text())["history"])
+    return hist or None
+
+
+def still_paying(valid: list[float], last: int = 3) -> float:
+    """Relative drop of the validation loss in the last ``last`` epochs: ``1 - min(last
+    epochs) / min(earlier epochs)`` (> 0: the last epochs still improved it)."""
+    if len(valid) <= last:
+        return float("nan")
+    return 1 - min(valid[-last:]) / min(valid[:-last])
+
+
+def curves(args: argparse.Namespace) -> int:
+    """Validation loss per epoch against the hours of training, per stage, fold and variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    lines = ["| fold | variant | stage | epochs | best epoch | valid loss at best | last 3 epochs' gain | hours |",
+             "|---|---|---|---|---|---|---|---|"]
+    doc: dict[str, dict] = {}
+    colors = dict(zip(EVENTS.values(), ("C0", "C1", "C2", "C3")))  # colour: event; line: variant
+    for spec, style in zip(args.variant, ["-", "--", ":", "-."] * len(args.variant)):
+        label, _, folder = spec.partition("=")
+        for ev in EVENTS.values():
+            hist = fold_history(Path(folder) / f"loeo_{args.pair}_{ev}")
+            if not hist:
+                continue
+            for ax, stage in zip(axes, ("mean", "diffusion")):
+                h = hist.get(stage)
+                if not h or not h["valid"]:
+                    continue
+                hours = [sum(h["wall_s"][: i + 1]) / 3600 for i in range(len(h["wall_s"]))]
+                ax.plot(hours, h["valid"], style, marker=".", color=colors[ev], label=f"{ev} [{label}]")
+                b = h["best_epoch"] - 1
+                ax.plot(hours[b], h["valid"][b], "o", mfc="none", ms=9, color=colors[ev])
+                gain = still_paying(h["valid"])
+                lines.append(f"| {ev} | {label} | {stage} | {len(h['valid'])} | {h['best_epoch']} | "
+                             f"{h['best_valid']:.5g} | {100 * gain:.1f} % | {hours[-1]:.2f} |")
+                doc.setdefault(f"{ev} [{label}]", {})[stage] = {
+                    "valid": h["valid"], "hours": hours, "best_epoch": h["best_epoch"], "last3_gain": gain}
+    for ax, stage in zip(axes, ("mean", "diffusion")):
+        ax.set(xlabel="training hours (wall time, 2 CPU cores)", ylabel=f"{stage} stage: validation loss",
+               yscale="log", title=f"({args.pair.replace('x', ', ')}), {stage} stage, left-out event")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.text(0.01, 0.01, "circles: the kept (best) epoch; losses of different variants (clip / no clip) "
+             "are on different scales", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    print("\n".join(lines))
+    if args.out:
+        fig.savefig(args.out, dpi=110)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"pair": args.pair, "folds": doc}, indent=1) + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -209,7 +283,14 @@ def main(argv=None) -> int:
     c.add_argument("--pair", choices=sorted(PAIRS), required=True)
     c.add_argument("variant", nargs="+", help="LABEL=FOLDER (a --runs folder of `run`)")
     c.add_argument("--json", default=None)
+    k = sub.add_parser("curves", help="learning curves on the left-out events")
+    k.add_argument("--pair", choices=sorted(PAIRS), required=True)
+    k.add_argument("variant", nargs="+", help="LABEL=FOLDER (a --runs folder of `run`)")
+    k.add_argument("--out", default=None, help="the figure (PNG)")
+    k.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if args.command == "curves":
+        return curves(args)
     if args.command == "compare":
         return compare(args)
     if args.command == "run":

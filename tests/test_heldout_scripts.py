@@ -189,3 +189,30 @@ def test_loeo_compare_puts_variants_side_by_side(tmp_path):
     rows = json.loads(out.read_text())["events"]["knmi2010"]
     assert list(rows) == ["nearest", "full model around the motion mean [a]", "full model around the motion mean [b]"]
     assert rows["full model around the motion mean [b]"]["crps"] == 0.2
+
+
+def test_loeo_curves_read_finished_and_running_folds(tmp_path):
+    """scripts/loeo.py curves: a finished fold's history from results.json, a running one's
+    from its checkpoint; hours are the cumulated epoch times; the last-3-epochs gain by hand."""
+    loeo = pytest.importorskip("loeo")
+    hist = {"train": [1, 1, 1, 1], "valid": [1.0, 0.8, 0.7, 0.6], "wall_s": [1800, 1800, 3600, 3600],
+            "best_epoch": 4, "best_valid": 0.6}
+    done = tmp_path / "a" / "loeo_10x3_knmi2010"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text(json.dumps({"history": {"mean": hist, "diffusion": hist}}))
+    running = tmp_path / "b" / "loeo_10x3_knmi2010" / "checkpoints-mean"
+    running.mkdir(parents=True)
+    (running / "checkpoint.json").write_text(json.dumps({"history": {"mean": {**hist, "valid": [2.0, 2.0], "wall_s": [60, 60],
+                                                                              "best_epoch": 1, "best_valid": 2.0}}}))
+    assert loeo.fold_history(tmp_path / "b" / "loeo_10x3_mch2016") is None
+    out = tmp_path / "curves.json"
+    assert loeo.main(["curves", "--pair", "10x3", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}",
+                      "--out", str(tmp_path / "c.png"), "--json", str(out)]) == 0
+    folds = json.loads(out.read_text())["folds"]
+    assert set(folds) == {"knmi2010 [a]", "knmi2010 [b]"}
+    assert set(folds["knmi2010 [b]"]) == {"mean"}
+    a = folds["knmi2010 [a]"]["mean"]
+    assert a["hours"] == [0.5, 1.0, 2.0, 3.0]
+    # last 3 epochs' best 0.6 against the earlier best 1.0
+    assert a["last3_gain"] == pytest.approx(1 - 0.6 / 1.0)
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -21,8 +21,8 @@ losses: :mod:`xsuperres.training.losses`):
    validation loss is the same v-loss with noise and steps from a generator re-seeded
    identically every epoch, so it is comparable across epochs. ``D`` of every training
    and validation sample is computed once at the start of the stage when the result
-   fits in :data:`~xsuperres.training.losses.MEAN_CACHE_BYTES` (the mean network is frozen and deterministic), else
-   for every batch.
+   fits in :data:`~xsuperres.training.losses.MEAN_CACHE_BYTES` (the mean network is
+   frozen and deterministic), else for every batch.
    With ``diffusion_mean`` set to a temporal peer (``S = 1``, ``T > 1``), ``D`` is that
    peer's block (:func:`~xsuperres.training.data.time_means`), the mean that
    ``downscale(..., mean=...)`` samples around, instead of ``U_det``'s output.

@@ -173,13 +173,17 @@ def summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _variants(specs: list[str]) -> dict[str, str]:
+    """``["LABEL=FOLDER", ...]`` -> ``{label: folder}`` (the variants of ``compare`` and ``curves``)."""
+    return dict(spec.partition("=")[::2] for spec in specs)
+
+
 def compare(args: argparse.Namespace) -> int:
     """One pair's folds from several run folders (variants of the training), side by side:
     per left-out event the peers once (from the first variant that has the event), then
     each variant's model rows (deterministic, full model, full model around the motion mean)."""
     variants: dict[str, dict[str, dict]] = {}
-    for spec in args.variant:
-        label, _, folder = spec.partition("=")
+    for label, folder in _variants(args.variant).items():
         variants[label] = load_folds(folder, args.pair).get(args.pair, {})
     events = [e for e in EVENTS.values() if any(e in v for v in variants.values())]
     peers = ("nearest", "linear in time", "motion-compensated", "RainFARM")
@@ -200,7 +204,7 @@ def compare(args: argparse.Namespace) -> int:
                   for name, r in rows.items()]
     print("\n".join(lines))
     if args.json:
-        doc = {"pair": args.pair, "variants": dict(v.partition("=")[::2] for v in args.variant), "events": out}
+        doc = {"pair": args.pair, "variants": _variants(args.variant), "events": out}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
@@ -239,8 +243,8 @@ def curves(args: argparse.Namespace) -> int:
              "|---|---|---|---|---|---|---|---|"]
     doc: dict[str, dict] = {}
     colors = dict(zip(EVENTS.values(), ("C0", "C1", "C2", "C3")))  # colour: event; line: variant
-    for spec, style in zip(args.variant, ["-", "--", ":", "-."] * len(args.variant)):
-        label, _, folder = spec.partition("=")
+    variants = _variants(args.variant)
+    for (label, folder), style in zip(variants.items(), ["-", "--", ":", "-."] * len(variants)):
         for ev in EVENTS.values():
             hist = fold_history(Path(folder) / f"loeo_{args.pair}_{ev}")
             if not hist:

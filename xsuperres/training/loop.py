@@ -372,7 +372,8 @@ def fit(
             p.requires_grad_(False)
         diff_resume = resume if resume is not None and resume["state"]["stage"] == "diffusion" else None
         if diff_resume is None:
-            scale_ds = run.td.train if run.given_means is None else GivenMeanDataset(run.td.train, run.given_means)
+            # a given mean rides on the items; U_det's is computed on the 256 samples only
+            scale_ds = run.td.train if run.given_means is None else _stage_data(run, run.td.train)
             model.normalization["residual_scale"] = residual_scale(model, scale_ds, run.batch_size, run.device)
             log.info("residual scale %.4g (normalized units)", model.normalization["residual_scale"])
         _run_stage(run, "diffusion", diff_resume)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_shared as ts  # noqa: E402
 from heldout import scores, validation_arrays  # noqa: E402
 
+from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline  # noqa: E402
 
@@ -80,6 +81,17 @@ def rebuild_validation(doc: dict, data_dir: str):
     return ctx, truth, td
 
 
+def stage_minutes(doc: dict, stage: str) -> float:
+    """Minutes of training of ``stage`` ("mean" or "diffusion") of a train_shared.py run.
+
+    The run's recorded stage time, or the sum of the stage's epoch times when that is
+    larger: a run resumed from checkpoints records only the epochs it ran itself (e.g. 0
+    for a mean stage taken over from another run's checkpoints)."""
+    recorded = doc["wall_time_min"][f"{stage}_stage"]
+    epochs = sum(doc.get("history", {}).get(stage, {}).get("wall_s", [])) / 60
+    return max(recorded, epochs)
+
+
 def _row(r: dict) -> str:
     return " | ".join(f"{r[k]:.4f}" for k in ("crps", "pitd", "pe99", "lsd", "mae", "pit_outer_fraction"))
 
@@ -94,7 +106,7 @@ def card_markdown(card: dict) -> str:
         "",
         "## Configuration",
         "",
-        "| S | T | L | beta_max | F: exponent p | F: threshold a (normalized) | mass conservation "
+        "| S | T | L | beta_max | F: exponent p | F: threshold a (normalized) | mass conservation (training) "
         "| preset | tile (HR px) | cadence | cap (mm/h) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {c['S']} | {c['T']} | {c['L']} | {c['beta_max']} | {c['power']} | {c['threshold']} | "
@@ -160,13 +172,13 @@ def card_markdown(card: dict) -> str:
         evs = list(lo["events"])
         lines += ["## Leave-one-event-out", "",
                   f"{lo['description']}", "",
-                  "| method | " + " | ".join(f"{e} CRPS | {e} PITD" for e in evs) + " |",
-                  "|---|" + "---|---|" * len(evs)]
+                  "| method | " + " | ".join(f"{e}: CRPS / PITD / pe99 / LSD" for e in evs) + " |",
+                  "|---|" + "---|" * len(evs)]
         for m in lo["methods"]:
             cells = []
             for e in evs:
                 r = lo["events"][e].get(m)
-                cells += [f"{r['crps']:.3f}", f"{r['pitd']:.3f}"] if r else ["", ""]
+                cells.append(" / ".join(f"{r[k]:.3f}" if k in r else "-" for k in LOEO_METRICS) if r else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [
@@ -223,17 +235,23 @@ def caveats(scores: dict, full: str, valid_event: str | None = None, minutes: fl
     return out
 
 
-def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None) -> dict:
-    """The leave-one-event-out rows (CRPS, PITD, pe99 per left-out event) of ``runs``.
+#: the metrics of the leave-one-event-out table (the retraining issue's targets)
+LOEO_METRICS = ("crps", "pitd", "pe99", "lsd")
 
-    ``clip``: the shipped model's ``config.clip``; the description says so when the folds
-    were trained with the other representation."""
+
+def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
+               epochs: tuple[int, int] | None = None) -> dict:
+    """The leave-one-event-out rows (CRPS, PITD, pe99, LSD per left-out event) of ``runs``.
+
+    ``clip``: the shipped model's ``config.clip``; ``epochs``: its (mean, diffusion) epoch
+    budget. The description says so when the folds were trained with the other
+    representation or another budget."""
     from loeo import _method_key, load_folds
 
     folds = load_folds(runs, f"{S}x{T}").get(f"{S}x{T}", {})
     if not folds:
         raise FileNotFoundError(f"no loeo_{S}x{T}_*/results.json under {runs}")
-    events = {e: {_method_key(n): {m: r[m] for m in ("crps", "pitd", "pe99")}
+    events = {e: {_method_key(n): {m: r[m] for m in LOEO_METRICS if m in r}
                   for n, r in d["results"].items()} for e, d in folds.items()}
     methods = list(dict.fromkeys(m for ev in events.values() for m in ev))
     d0 = next(iter(folds.values()))
@@ -242,14 +260,19 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None) -> dict:
     rep = ("" if clip is None or fold_clip is None or fold_clip == clip else
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
+    fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
+    if epochs is not None and None not in fold_epochs and tuple(fold_epochs) != tuple(epochs):
+        rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "
+                f"this model {epochs[0]} and {epochs[1]}.")
     return {"source": f"scripts/loeo.py runs ({runs.name}), docs/results/loeo.md",
             "description": (
-                "Each column pair is a model trained like this one on the three other 5-min events "
-                "(full grids) and scored on the left-out one (at most 300 samples of its whole grid, "
-                "CRPS in mm/h); the left-out event chose the best epochs, so these are validation "
-                f"scores. Diffusion stage trained around the {'`U_det`' if dm == 'network' else dm} mean; "
-                "`full model` samples around `U_det`'s mean, `full model around the motion mean` "
-                "around motion-compensated interpolation (the default of `downscale` for this model)." + rep),
+                "Each column is a model trained like this one on the three other 5-min events "
+                "(full grids) and scored on the left-out one (at most 300 samples of its whole grid; "
+                "CRPS and pe99 in mm/h); the left-out event chose the best epochs, so these are validation "
+                f"scores. Diffusion stage trained around the {'`U_det`' if dm == 'network' else dm} mean"
+                + ("; `full model` samples around `U_det`'s mean, `full model around the motion mean` "
+                   "around motion-compensated interpolation (the default of `downscale` for this model)."
+                   if S == 1 and T > 1 else ".") + rep),
             "methods": methods, "events": events}
 
 
@@ -297,13 +320,17 @@ def main(argv=None) -> int:
     crop = ts._crop(doc["crop_rows_cols"])
     grid = doc["split"]["events"][0]["tile_grid"]
     members = int(re.search(r"(\d+) members", full).group(1))
-    minutes = doc["wall_time_min"]["mean_stage"] + doc["wall_time_min"]["diffusion_stage"]
+    stage_min = {f"{k}_stage": stage_minutes(doc, k) for k in ("mean", "diffusion")}
+    minutes = sum(stage_min.values())
     n = doc["n_samples"]
     m = doc["machine"]
+    mc_train = model.config.mass_conservation or "no"
+    mc_infer = inference_mass_conservation(model.config) or "none"
     card = {
         "name": args.name,
         "summary": (f"Scale-adaptive super-resolution of 5-min radar precipitation by S = {S} in space "
-                    f"and T = {T} in time: deterministic attention U-Net with tile mass conservation "
+                    f"and T = {T} in time: deterministic attention U-Net with {mc_train} mass conservation "
+                    f"in training ({mc_infer} at inference, the default `mass_conservation=\"auto\"`) "
                     "for the conditional mean plus a residual diffusion model for the ensemble, "
                     "trained with `xsuperres.train` machinery by `scripts/train_shared.py` and packaged "
                     "by `scripts/package_model.py`."),
@@ -322,7 +349,7 @@ def main(argv=None) -> int:
                      **{k: doc["protocol"][k] for k in ("lr", "batch_size", "patience", "seed", "mc_start_epoch")},
                      "diffusion_mean": doc["protocol"].get("diffusion_mean", "network"),
                      "augment": bool(doc["protocol"].get("augment")),
-                     "wall_time_min": {k: doc["wall_time_min"][k] for k in ("mean_stage", "diffusion_stage")}},
+                     "wall_time_min": stage_min},
         "machine": (f"{m['cpu_count']} x86_64 CPU cores (AMD EPYC VM), {m['torch_threads']} torch thread{'s' if m['torch_threads'] > 1 else ''}, "
                     f"torch {m['torch']}, {m['device']}, no GPU"),
         "evaluation": {"description": (
@@ -331,14 +358,18 @@ def main(argv=None) -> int:
             "LR input = perfect coarsening of the raw HR data; metrics of `xsuperres.metrics` on "
             f"the uncapped truth in mm/h with all frames pooled; full-model rows are {members}-member "
             "ensembles. Bicubic: bicubic interpolation of the block's LR frame; nearest: every HR "
-            "frame of the block is the LR frame, repeated over SxS pixels."
-            + (" Linear and motion-compensated interpolation in time (and the members around the "
-               "motion mean) use the LR step after the block." if T > 1 and S == 1 else "")),
+            "frame of the block is the LR frame, repeated over SxS pixels. The deterministic and "
+            f"full-model rows use {mc_infer} mass conservation (`\"auto\"`)."
+            + (" Linear and motion-compensated interpolation in time"
+               + (" (and the members around the motion mean)" if S == 1 else "")
+               + " use the LR step after the block." if T > 1 else "")),
             "n_samples": n["evaluated"]},
         "scores": results,
         "fp16_check": {"fp16": det16["crps"], "fp32": results["deterministic (U_det + MC)"]["crps"]},
         "caveats": caveats(results, full, doc.get("protocol", {}).get("valid_event"), minutes),
-        "loeo": None if args.loeo is None else loeo_table(Path(args.loeo), S, T, model.config.clip),
+        "loeo": None if args.loeo is None else loeo_table(
+            Path(args.loeo), S, T, model.config.clip,
+            (doc["protocol"]["mean_epochs"], doc["protocol"]["diffusion_epochs"])),
         "xsuperres_version": json.loads((dest / "config.json").read_text())["xsuperres_version"],
     }
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")

@@ -147,6 +147,13 @@ def test_loeo_summary_temporal_targets(tmp_path):
     assert "12.0 % below motion (met)" in lines[1] and "PITD 0.120 (missed)" in lines[1]
 
 
+def _card_stub(loeo_table: dict) -> dict:
+    """A shipped card (radar-s1-t3's card.json) with ``loeo_table`` as its leave-one-event-out table."""
+    card = json.loads((Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
+                       / "card.json").read_text())
+    return {**card, "loeo": loeo_table}
+
+
 def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
     """scripts/package_model.py --loeo: per left-out event the rows of every fold, keyed by
     method; the summary names the diffusion mean the folds were trained around."""
@@ -158,14 +165,24 @@ def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
         res = {"nearest": {"crps": 2 * crps, "pitd": 0.1, "pe99": 1.0, "lsd": 0.5},
                "full model around the motion mean (dpmpp_2m, 10 steps, 5 members)":
                    {"crps": crps, "pitd": 0.05, "pe99": 0.5, "lsd": 0.2}}
-        (d / "results.json").write_text(json.dumps({"results": res, "protocol": {"diffusion_mean": "motion"}}))
+        (d / "results.json").write_text(json.dumps({"results": res, "protocol": {
+            "diffusion_mean": "motion", "mean_epochs": 6, "diffusion_epochs": 12}}))
+    longer = package_model.loeo_table(tmp_path, 1, 3, epochs=(6, 30))["description"]
+    assert "The folds trained 6 mean and 12 diffusion epochs, this model 6 and 30." in longer
+    assert "The folds trained" not in package_model.loeo_table(tmp_path, 1, 3, epochs=(6, 12))["description"]
     table = package_model.loeo_table(tmp_path, 1, 3)
     assert list(table["events"]) == ["fmi2016", "knmi2010"]
     assert table["methods"] == ["nearest", "full model around the motion mean"]
     assert table["events"]["knmi2010"]["full model around the motion mean"] == {"crps": 0.1, "pitd": 0.05,
-                                                                                "pe99": 0.5}
+                                                                                "pe99": 0.5, "lsd": 0.2}
     assert table["events"]["fmi2016"]["nearest"]["crps"] == pytest.approx(0.4)
     assert "trained around the motion mean" in table["description"]
+    assert "the default of `downscale` for this model" in table["description"]  # S = 1: motion mean
+    assert "The folds trained" not in table["description"]  # no budget given: nothing to compare
+    # the card's markdown: one cell per event, the four metrics of the targets in order
+    md = package_model.card_markdown(_card_stub(table))
+    assert "| method | fmi2016: CRPS / PITD / pe99 / LSD | knmi2010: CRPS / PITD / pe99 / LSD |" in md
+    assert "| full model around the motion mean | 0.200 / 0.050 / 0.500 / 0.200 | 0.100 / 0.050 / 0.500 / 0.200 |" in md
     with pytest.raises(FileNotFoundError, match="loeo_10x3"):
         package_model.loeo_table(tmp_path, 10, 3)
     out = tmp_path / "loeo.md"
@@ -216,3 +233,14 @@ def test_loeo_curves_read_finished_and_running_folds(tmp_path):
     # last 3 epochs' best 0.6 against the earlier best 1.0
     assert a["last3_gain"] == pytest.approx(1 - 0.6 / 1.0)
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_card_stage_minutes_of_a_resumed_run():
+    """scripts/package_model.py: a stage taken over from checkpoints records 0 minutes in the
+    run; the card then counts its epochs' times (here 2 x 90 s = 3 min)."""
+    package_model = pytest.importorskip("package_model")
+    doc = {"wall_time_min": {"mean_stage": 0.0, "diffusion_stage": 10.0},
+           "history": {"mean": {"wall_s": [90.0, 90.0]}, "diffusion": {"wall_s": [60.0] * 9}}}
+    assert package_model.stage_minutes(doc, "mean") == pytest.approx(3.0)
+    # the recorded time (data preparation included) wins when it is the larger
+    assert package_model.stage_minutes(doc, "diffusion") == pytest.approx(10.0)

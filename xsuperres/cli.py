@@ -219,7 +219,7 @@ def _demo(args: argparse.Namespace) -> int:
     if peer_note:
         print(peer_note)
     if args.sample == "knmi" and args.model.startswith("radar-"):
-        print("note: the shipped radar models were trained on crops of the same KNMI day, so this "
+        print("note: the shipped radar models were trained on the same KNMI day, so this "
               "is a smoke test, not a held-out score; see the model cards.")
     out.mkdir(parents=True, exist_ok=True)                                # checked at the start
     (out / "xsuperres_demo_scores.txt").write_text(table + "\n")

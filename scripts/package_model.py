@@ -261,7 +261,7 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
-    if epochs is not None and None not in fold_epochs and tuple(fold_epochs) != tuple(epochs):
+    if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "
                 f"this model {epochs[0]} and {epochs[1]}.")
     return {"source": f"scripts/loeo.py runs ({runs.name}), docs/results/loeo.md",

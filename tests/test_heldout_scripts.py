@@ -244,3 +244,25 @@ def test_card_stage_minutes_of_a_resumed_run():
     assert package_model.stage_minutes(doc, "mean") == pytest.approx(3.0)
     # the recorded time (data preparation included) wins when it is the larger
     assert package_model.stage_minutes(doc, "diffusion") == pytest.approx(10.0)
+
+
+def test_lsd_split_into_dry_and_wet_truth_frames():
+    """scripts/lsd_dry_frames.py: identical wet frames score 0; a dry truth frame scores 0
+    when the prediction is dry too, and near 10 (log10 of the 1e-12 floor against a real
+    spectrum) with a drizzle; the counts and the drizzle's rates by hand."""
+    lsd_dry_frames = pytest.importorskip("lsd_dry_frames")
+    rng = np.random.default_rng(0)
+    wet = rng.gamma(0.5, 2.0, size=(2, 16, 16))
+    truth = np.concatenate([wet, np.zeros((2, 16, 16))])            # frames 2 and 3 dry
+    pred = truth.copy()
+    res = lsd_dry_frames.dry_wet_lsd(pred, truth)
+    assert (res["frames"], res["dry_truth_frames"]) == (4, 2)
+    assert res["lsd_wet"] == pytest.approx(0.0, abs=1e-12) and res["lsd_dry"] == pytest.approx(0.0, abs=1e-12)
+    pred[3] = rng.uniform(0.0, 0.02, size=(16, 16))                 # drizzle on one dry frame
+    res = lsd_dry_frames.dry_wet_lsd(pred, truth)
+    assert res["lsd_wet"] == pytest.approx(0.0, abs=1e-12)
+    assert res["lsd_dry"] > 3.0                                      # mean of ~0 and a frame near 10
+    from xsuperres.metrics import lsd
+    assert res["lsd_dry"] == pytest.approx(lsd(pred[None, 3:4], truth[3:4]) / 2)   # the dry-dry frame adds 0
+    assert res["max_pred_on_dry_frames"] == pytest.approx(pred[3].max())
+    assert res["mean_pred_on_dry_frames"] == pytest.approx(pred[3].mean() / 2)

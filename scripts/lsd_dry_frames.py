@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import package_model  # noqa: E402
+from loeo import _variants  # noqa: E402
 
 from xsuperres import metrics as xm  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
@@ -57,8 +58,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = {}
-    for spec in args.runs:
-        label, _, run = spec.partition("=")
+    for label, run in _variants(args.runs).items():
         doc = json.loads((Path(run) / "results.json").read_text())
         ctx, truth, _ = package_model.rebuild_validation(doc, args.data_dir)
         det = SRModel.load(Path(run) / "model").predict_mean(ctx, device="cpu")

@@ -1,20 +1,25 @@
 #!/usr/bin/env python
-"""Split a run's deterministic-mean LSD into frames dry and wet in the truth.
+"""Split a run's LSD into frames dry and wet in the truth, and wet frames predicted dry.
 
 The log-spectral distance (:func:`xsuperres.metrics.lsd`) compares
 ``log10(spectrum + 1e-12)`` frame by frame, so a frame that is dry in the truth and
 holds any drizzle in the prediction scores an LSD near 10, whatever the prediction does
-elsewhere. This script rebuilds the validation samples of ``scripts/train_shared.py``
+elsewhere; and so does the reverse, a frame with rain in the truth that the prediction
+leaves all dry. This script rebuilds the validation samples of ``scripts/train_shared.py``
 runs exactly as ``scripts/package_model.py`` does, predicts the deterministic mean
-(``SRModel.predict_mean``, the inference default of mass conservation) and reports, per
-run: the number of HR frames, how many are dry in the truth, the LSD over all frames, over
-the wet and over the dry ones, and the largest and mean predicted rate on the dry ones.
-Used for the ablation without mass conservation in docs/results.md.
+(``SRModel.predict_mean``, the inference default of mass conservation) or, with
+``--members N``, an ``N``-member ensemble (``SRModel.predict``, the default sampler, seed
+0), and reports, per run: the number of HR frames, how many are dry in the truth, the LSD
+over all frames, over the wet and over the dry ones, the largest and mean predicted rate
+on the dry ones, and how many (member-)frames wet in the truth are all dry in the
+prediction with the LSD of the wet frames split by that. Used for the ablation without
+mass conservation and for the (25, 6) model in docs/results.md.
 
 Usage::
 
     python scripts/lsd_dry_frames.py full=RUNS/loeo_10x3_mch2016 no_mc=RUNS2/loeo_10x3_mch2016 \\
         --json docs/results/loeo_10x3_lsd_dry_frames.json
+    python scripts/lsd_dry_frames.py s25t6=RUNS/ship_s25t6 --members 5
 """
 
 from __future__ import annotations
@@ -36,16 +41,37 @@ from xsuperres.model import SRModel  # noqa: E402
 
 
 def dry_wet_lsd(pred: np.ndarray, truth: np.ndarray) -> dict:
-    """LSD of single-valued ``pred`` against ``truth`` (both ``(..., y, x)``), split by
-    whether the truth frame is dry (no pixel above 0; NaN counts as dry)."""
+    """LSD of ``pred`` against ``truth`` split by whether the truth frame is dry (no pixel
+    above 0; NaN counts as dry).
+
+    ``truth`` is ``(..., y, x)``; ``pred`` the same shape (single-valued) or
+    ``(n, M, ...)`` with ``truth`` ``(n, ...)`` (an ``M``-member ensemble, member axis
+    second as ``SRModel.predict`` returns it): every LSD is then the mean over members
+    and frames, as :func:`xsuperres.metrics.lsd` takes it.
+    """
     t = truth.reshape(-1, *truth.shape[-2:])
-    p = pred.reshape(-1, *pred.shape[-2:])
+    if pred.shape == truth.shape:
+        p = pred.reshape(1, -1, *pred.shape[-2:])
+    else:
+        if pred.shape[:1] + pred.shape[2:] != truth.shape:
+            raise ValueError(f"pred shape {pred.shape} is neither truth's {truth.shape} nor (n, M, ...) of it")
+        p = np.moveaxis(pred, 1, 0).reshape(pred.shape[1], -1, *pred.shape[-2:])
     dry = np.nan_to_num(t).max(axis=(1, 2)) <= 0
-    out = {"frames": int(len(t)), "dry_truth_frames": int(dry.sum()),
-           "lsd_all": xm.lsd(p[None], t), "lsd_wet": xm.lsd(p[~dry][None], t[~dry]) if (~dry).any() else None,
-           "lsd_dry": xm.lsd(p[dry][None], t[dry]) if dry.any() else None,
-           "max_pred_on_dry_frames": float(p[dry].max()) if dry.any() else None,
-           "mean_pred_on_dry_frames": float(p[dry].mean()) if dry.any() else None}
+    pred_dry = p.max(axis=(2, 3)) <= 0                                 # (M, frames)
+    missed = pred_dry & ~dry                                           # wet truth, all-dry member frame
+    wet_lsd = np.array([[xm.lsd(p[m, f][None, None], t[f][None]) for f in np.flatnonzero(~dry)]
+                        for m in range(len(p))]).reshape(len(p), -1)
+    miss_w = missed[:, ~dry]
+    out = {"frames": int(len(t)), "members": int(len(p)), "dry_truth_frames": int(dry.sum()),
+           "lsd_all": xm.lsd(p, t), "lsd_wet": xm.lsd(p[:, ~dry], t[~dry]) if (~dry).any() else None,
+           "lsd_dry": xm.lsd(p[:, dry], t[dry]) if dry.any() else None,
+           "max_pred_on_dry_frames": float(p[:, dry].max()) if dry.any() else None,
+           "mean_pred_on_dry_frames": float(p[:, dry].mean()) if dry.any() else None,
+           "wet_truth_frames_predicted_dry": int(missed.sum()),
+           "lsd_wet_predicted_dry": float(wet_lsd[miss_w].mean()) if miss_w.any() else None,
+           "lsd_wet_predicted_wet": float(wet_lsd[~miss_w].mean()) if (~miss_w).any() else None,
+           "max_truth_on_frames_predicted_dry":
+               float(np.nan_to_num(t[~dry][miss_w.any(0)]).max()) if miss_w.any() else None}
     return out
 
 
@@ -54,6 +80,8 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", help="LABEL=RUN_FOLDER (a train_shared.py output folder)")
     p.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--members", type=int, default=0,
+                   help="score an ensemble of this many members (default sampler, seed 0); 0: the deterministic mean")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -61,8 +89,10 @@ def main(argv=None) -> int:
     for label, run in _variants(args.runs).items():
         doc = json.loads((Path(run) / "results.json").read_text())
         ctx, truth, _ = package_model.rebuild_validation(doc, args.data_dir)
-        det = SRModel.load(Path(run) / "model").predict_mean(ctx, device="cpu")
-        out[label] = {"run": run, **dry_wet_lsd(det, truth)}
+        model = SRModel.load(Path(run) / "model")
+        pred = (model.predict(ctx, n_members=args.members, seed=0, device="cpu") if args.members
+                else model.predict_mean(ctx, device="cpu"))
+        out[label] = {"run": run, **dry_wet_lsd(pred, truth)}
         print(label, json.dumps(out[label]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

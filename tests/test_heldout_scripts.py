@@ -266,3 +266,32 @@ def test_lsd_split_into_dry_and_wet_truth_frames():
     assert res["lsd_dry"] == pytest.approx(lsd(pred[None, 3:4], truth[3:4]) / 2)   # the dry-dry frame adds 0
     assert res["max_pred_on_dry_frames"] == pytest.approx(pred[3].max())
     assert res["mean_pred_on_dry_frames"] == pytest.approx(pred[3].mean() / 2)
+    assert res["wet_truth_frames_predicted_dry"] == 0 and res["lsd_wet_predicted_dry"] is None
+
+
+def test_lsd_split_with_members_and_wet_frames_predicted_dry():
+    """scripts/lsd_dry_frames.py on an (n, M, T, y, x) ensemble: every LSD is the mean over
+    members and frames (metrics.lsd with the member axis first); a member that leaves a wet
+    truth frame all dry is counted, and its LSD (log10 of the 1e-12 floor against a real
+    spectrum, near 10) is split from the other wet frames'."""
+    lsd_dry_frames = pytest.importorskip("lsd_dry_frames")
+    from xsuperres.metrics import lsd
+    rng = np.random.default_rng(1)
+    truth = rng.gamma(0.5, 2.0, size=(2, 3, 16, 16))                 # n = 2 samples, T = 3, all wet
+    truth[1, 2] = 0.0                                                 # one dry truth frame
+    ens = np.stack([truth + rng.uniform(0, 0.1, truth.shape), truth * 1.5], axis=1)   # (2, M=2, 3, 16, 16)
+    ens[0, 1, 0] = 0.0                                                # member 1 leaves wet frame (0, 0) dry
+    res = lsd_dry_frames.dry_wet_lsd(ens, truth)
+    frames_t = truth.reshape(-1, 16, 16)
+    frames_p = np.moveaxis(ens, 1, 0).reshape(2, -1, 16, 16)
+    assert (res["frames"], res["members"], res["dry_truth_frames"]) == (6, 2, 1)
+    assert res["lsd_all"] == pytest.approx(lsd(frames_p, frames_t))
+    assert res["wet_truth_frames_predicted_dry"] == 1
+    per = {(m, f): lsd(frames_p[m, f][None, None], frames_t[f][None]) for m in range(2) for f in range(5)}
+    assert res["lsd_wet_predicted_dry"] == pytest.approx(per[(1, 0)]) and per[(1, 0)] > 5
+    others = [v for k, v in per.items() if k != (1, 0)]
+    assert res["lsd_wet_predicted_wet"] == pytest.approx(np.mean(others))
+    assert res["lsd_wet"] == pytest.approx(np.mean(list(per.values())))
+    assert res["max_truth_on_frames_predicted_dry"] == pytest.approx(truth[0, 0].max())
+    with pytest.raises(ValueError, match="neither"):
+        lsd_dry_frames.dry_wet_lsd(ens[:, :, :2], truth)

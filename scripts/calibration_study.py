@@ -72,13 +72,13 @@ def main(argv=None) -> int:
     M, seed = args.members, args.seed
 
     mode = inference_mass_conservation(c)
+    other = "block" if mode == "tile" else "tile"
     plan = [  # (label, model, predict keywords)
         (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}, {mode} MC (auto)", model,
          dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)),
         (f"default, seed {seed + 1}", model, dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed + 1)),
-        (("block MC" if mode == "tile" else "tile MC") + (" (the training mode)" if mode != c.mass_conservation else ""),
-         model, dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed,
-                     mass_conservation="block" if mode == "tile" else "tile")),
+        (f"{other} MC" + (" (the training mode)" if other == c.mass_conservation else ""), model,
+         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed, mass_conservation=other)),
     ]
     if args.quick:
         plan = plan[:3]

@@ -63,7 +63,7 @@ def dry_wet_lsd(pred: np.ndarray, truth: np.ndarray) -> dict:
                         for m in range(len(p))]).reshape(len(p), -1)
     miss_w = missed[:, ~dry]
     out = {"frames": int(len(t)), "members": int(len(p)), "dry_truth_frames": int(dry.sum()),
-           "lsd_all": xm.lsd(p, t), "lsd_wet": xm.lsd(p[:, ~dry], t[~dry]) if (~dry).any() else None,
+           "lsd_all": xm.lsd(p, t), "lsd_wet": float(wet_lsd.mean()) if (~dry).any() else None,
            "lsd_dry": xm.lsd(p[:, dry], t[dry]) if dry.any() else None,
            "max_pred_on_dry_frames": float(p[:, dry].max()) if dry.any() else None,
            "mean_pred_on_dry_frames": float(p[:, dry].mean()) if dry.any() else None,

@@ -14,10 +14,11 @@ What it does
    and scoring: the same tiles for every method.
 2. Trains models for the same budget (``--epochs`` per stage, the same batch size, seed
    and augmentation): from scratch (learning rate ``--lr``) (``SRConfig.recipe(10, 3)``, tiny
-   preset, the shipped model's settings) and warm-started from the shipped
-   ``radar-s10-t3`` (``train(..., init="radar-s10-t3")``: trained on 5-min data of other
-   radars, here fine-tuned on hourly data), once per ``--finetune-lr``. Each run records
-   its epochs' wall time; per-run checkpoints make a rerun score without retraining.
+   preset, the shipped model's settings, its representation ``clip`` included) and
+   warm-started from the shipped ``radar-s10-t3`` (``train(..., init="radar-s10-t3")``:
+   trained on 5-min data of other radars, here fine-tuned on hourly data), once per
+   ``--finetune-lr``. Each run records its epochs' wall time; per-run checkpoints make a
+   rerun score without retraining.
 3. Scores on the held-out tiles, uncapped truth in mm/h: bicubic, RainFARM (pysteps, on
    the whole LR frame of the crop, then cut to the tile; applied per LR frame), the
    shipped model as it is (zero-shot), and the two trained models (deterministic mean
@@ -94,7 +95,9 @@ def main(argv=None) -> int:
              float(precip.isnull().mean()), float(precip.max()))
 
     shipped = xs.load_model(INIT)
-    scratch_cfg = SRConfig.recipe(S, T, preset=shipped.config.preset, tile_size=shipped.config.tile_size)
+    # the shipped model's recipe, representation (clip) included: only the weights differ
+    scratch_cfg = SRConfig.recipe(S, T, preset=shipped.config.preset, tile_size=shipped.config.tile_size,
+                                  clip=shipped.config.clip)
     common = dict(epochs=args.epochs, batch_size=args.batch_size, mc_start_epoch=1,
                   seed=args.seed, n_folds=4, fold=0, augment=True, device="cpu", progress=False)
     plan = [("from scratch", "ck-from", {"config": scratch_cfg, "lr": args.lr})]

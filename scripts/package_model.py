@@ -20,7 +20,10 @@ Register the result afterwards with::
 
 Usage::
 
-    python scripts/package_model.py /work/keep/shared_10x3 radar-s10-t3
+    python scripts/package_model.py /work/keep/shared_10x3 radar-s10-t3 [--loeo RUNS]
+
+``--refresh-loeo NAME --loeo RUNS`` only rewrites the leave-one-event-out table of an
+already packaged card from newer folds (the run folder is not needed).
 """
 
 from __future__ import annotations
@@ -276,17 +279,40 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
             "methods": methods, "events": events}
 
 
+def refresh_loeo(dest: Path, runs: Path) -> dict:
+    """Rewrite the leave-one-event-out table of the packaged model ``dest`` (its
+    ``card.json`` and ``model_card.md``) from the folds under ``runs``; everything else of
+    the card, and the weights, stay as they are. Returns the new card."""
+    card = json.loads((dest / "card.json").read_text())
+    c, tr = card["config"], card["training"]
+    card["loeo"] = loeo_table(runs, c["S"], c["T"], c.get("clip"),
+                              (tr["mean_epochs_run"], tr["diffusion_epochs_run"]))
+    (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    (dest / "model_card.md").write_text(card_markdown(card))
+    return card
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = Path(__file__).resolve().parent.parent
-    p.add_argument("run", help="train_shared.py output folder (model/ and results.json)")
-    p.add_argument("name", help="registry name, e.g. radar-s10-t3")
+    p.add_argument("run", nargs="?", help="train_shared.py output folder (model/ and results.json)")
+    p.add_argument("name", nargs="?", help="registry name, e.g. radar-s10-t3")
     p.add_argument("--out", default=str(here / "xsuperres" / "weights"))
     p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--loeo", default=None,
                    help="folder of scripts/loeo.py runs (loeo_{S}x{T}_EVENT) whose table goes into the card")
+    p.add_argument("--refresh-loeo", metavar="NAME", default=None,
+                   help="only rewrite the leave-one-event-out table of the packaged card OUT/NAME from "
+                        "--loeo (weights and held-out scores untouched, nothing re-scored; no RUN needed)")
     args = p.parse_args(argv)
+    if args.refresh_loeo:
+        if args.loeo is None or args.run is not None:
+            p.error("--refresh-loeo NAME takes --loeo RUNS and no RUN/NAME arguments")
+        refresh_loeo(Path(args.out) / args.refresh_loeo, Path(args.loeo))
+        return 0
+    if args.run is None or args.name is None:
+        p.error("RUN and NAME are required (or --refresh-loeo NAME --loeo RUNS)")
     torch.set_num_threads(args.threads)
 
     run = Path(args.run)

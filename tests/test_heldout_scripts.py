@@ -190,6 +190,34 @@ def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
     assert "## (S, T) = (1, 3), diffusion stage trained around the motion mean" in out.read_text()
 
 
+def test_refresh_loeo_rewrites_only_the_cards_table(tmp_path):
+    """scripts/package_model.py --refresh-loeo: the packaged card's leave-one-event-out table
+    comes from the new folds; its held-out scores and the weights' files stay byte for byte."""
+    package_model = pytest.importorskip("package_model")
+    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
+    dest = tmp_path / "weights" / "radar-s1-t3"
+    dest.mkdir(parents=True)
+    for f in ("card.json", "model_card.md", "config.json"):
+        (dest / f).write_bytes((shipped / f).read_bytes())
+    runs = tmp_path / "runs"
+    d = runs / "loeo_1x3_fmi2016"
+    d.mkdir(parents=True)
+    res = {"nearest": {"crps": 0.4, "pitd": 0.1, "pe99": 1.0, "lsd": 0.5},
+           "full model (dpmpp_2m, 10 steps, 5 members)": {"crps": 0.123, "pitd": 0.05, "pe99": 0.5, "lsd": 0.2}}
+    (d / "results.json").write_text(json.dumps({"results": res, "protocol": {"diffusion_mean": "network"}}))
+    before = json.loads((dest / "card.json").read_text())
+    assert package_model.main(["--refresh-loeo", "radar-s1-t3", "--loeo", str(runs),
+                               "--out", str(tmp_path / "weights")]) == 0
+    after = json.loads((dest / "card.json").read_text())
+    assert list(after["loeo"]["events"]) == ["fmi2016"]
+    assert after["loeo"]["events"]["fmi2016"]["full model"]["crps"] == 0.123
+    assert {k: v for k, v in after.items() if k != "loeo"} == {k: v for k, v in before.items() if k != "loeo"}
+    assert "| full model | 0.123 / 0.050 / 0.500 / 0.200 |" in (dest / "model_card.md").read_text()
+    assert (dest / "config.json").read_bytes() == (shipped / "config.json").read_bytes()
+    with pytest.raises(SystemExit):  # RUN/NAME and --refresh-loeo do not mix
+        package_model.main(["run", "name", "--refresh-loeo", "radar-s1-t3", "--loeo", str(runs)])
+
+
 def test_loeo_compare_puts_variants_side_by_side(tmp_path):
     """scripts/loeo.py compare: the peers once per event, then each variant's model rows."""
     loeo = pytest.importorskip("loeo")

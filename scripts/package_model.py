@@ -287,9 +287,14 @@ def refresh_loeo(dest: Path, runs: Path) -> dict:
     c, tr = card["config"], card["training"]
     card["loeo"] = loeo_table(runs, c["S"], c["T"], c.get("clip"),
                               (tr["mean_epochs_run"], tr["diffusion_epochs_run"]))
+    write_card(dest, card)
+    return card
+
+
+def write_card(dest: Path, card: dict) -> None:
+    """``card.json`` (for programs) and ``model_card.md`` (for people) of ``card`` in ``dest``."""
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     (dest / "model_card.md").write_text(card_markdown(card))
-    return card
 
 
 def main(argv=None) -> int:
@@ -398,8 +403,7 @@ def main(argv=None) -> int:
             (doc["protocol"]["mean_epochs"], doc["protocol"]["diffusion_epochs"])),
         "xsuperres_version": json.loads((dest / "config.json").read_text())["xsuperres_version"],
     }
-    (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n")
-    (dest / "model_card.md").write_text(card_markdown(card))
+    write_card(dest, card)
     print((dest / "model_card.md").read_text())
     return 0
 

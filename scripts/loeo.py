@@ -17,7 +17,8 @@ each stage against the training hours, finished and running folds of one or more
 ``summary``: reads every ``RUNS/loeo_*/results.json`` and writes a Markdown table per pair
 (rows: methods; per left-out event CRPS, PITD, pe99 and LSD), with the full model's CRPS
 relative to RainFARM's and the targets of the retraining issue checked (CRPS at least
-10 % below RainFARM's, PITD < 0.1, pe99 and LSD no worse than RainFARM's).
+10 % below RainFARM's, PITD < 0.1, pe99 and LSD no worse than RainFARM's), and the
+spread-error ratio of both ensembles (1 if calibrated, < 1 members too alike).
 
 Usage::
 
@@ -30,9 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from xsuperres.metrics import spread_error_ratio_from_scores
 
 #: event file stem -> short name used in the run folders
 EVENTS = {"knmi_2010-08-26_5min": "knmi2010", "mch_20160711_5min": "mch2016",
@@ -86,6 +90,18 @@ def _method_key(name: str) -> str:
         if name.startswith(key):
             return key
     return name
+
+
+def spread_error(name: str, r: dict) -> float | None:
+    """The spread-error ratio of an ensemble row: its ``spread_error`` score, or for folds
+    scored before that was recorded, from its CRPS and MAE and the member count in its
+    name (``xsuperres.metrics.spread_error_ratio_from_scores``); ``None`` if unknown."""
+    if "spread_error" in r:
+        return r["spread_error"]
+    m = re.search(r"(\d+) members", name)
+    if not m or "mae" not in r or int(m.group(1)) < 2:
+        return None
+    return spread_error_ratio_from_scores(r["crps"], r["mae"], int(m.group(1)))
 
 
 def _temporal_targets(e: str, res: dict) -> list[str]:
@@ -148,6 +164,7 @@ def summary(args: argparse.Namespace) -> int:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "Targets (full model against RainFARM, per left-out event):", ""]
         for e in evs:
+            names = {_method_key(n): n for n in folds[e]["results"]}
             res = {_method_key(n): r for n, r in folds[e]["results"].items()}
             full, rf = res.get("full model"), res.get("RainFARM")
             if not full or not rf:
@@ -160,6 +177,9 @@ def summary(args: argparse.Namespace) -> int:
                       f"PITD {full['pitd']:.3f} ({'met' if full['pitd'] < 0.1 else 'missed'})",
                       f"pe99 {full['pe99']:.2f} vs {rf['pe99']:.2f} ({'met' if full['pe99'] <= rf['pe99'] else 'missed'})",
                       f"LSD {full['lsd']:.3f} vs {rf['lsd']:.3f} ({'met' if full['lsd'] <= rf['lsd'] else 'missed'})"]
+            sr = [spread_error(names[k], res[k]) for k in ("full model", "RainFARM")]
+            if None not in sr:  # 1 if calibrated, < 1 too alike
+                checks.append(f"spread-error ratio {sr[0]:.2f} vs {sr[1]:.2f}")
             lines.append(f"- {e}: " + "; ".join(checks))
         if pair.startswith("1x"):
             lines += ["", "Targets of temporal super-resolution (each full-model row against the "

@@ -95,6 +95,11 @@ def test_scores_of_a_perfect_and_a_shifted_ensemble():
     dry = np.zeros_like(truth)
     assert heldout.scores(np.ones_like(truth)[:, None], dry)["pit_outer_fraction"] == 1.0
     assert heldout.scores(np.repeat(truth[:, None], 2, axis=1), truth)["pit_outer_fraction"] < 0.5
+    # spread-error ratio only for ensembles: members +-1 mm/h around the truth differ by 2
+    # and miss by 1; one member has none
+    assert "spread_error" not in shifted
+    pm = np.stack([truth - 1.0, truth + 1.0], axis=1)
+    assert heldout.scores(pm, truth)["spread_error"] == pytest.approx(2.0, rel=1e-6)
 
 
 def test_loeo_summary_checks_the_targets(tmp_path):
@@ -122,6 +127,19 @@ def test_loeo_summary_checks_the_targets(tmp_path):
     assert "LSD 0.800 vs 0.900 (met)" in lines["mch2016"]
     # fmi2016: 0.528 vs 0.50 is 5.6 % above (missed)
     assert "5.6 % above RainFARM's (missed" in lines["fmi2016"]
+    assert "spread-error" not in text  # no MAE stored: no ratio
+    # with MAE: full model 2 (0.60 - 0.44) 5 / 4 / 0.60 = 0.667, RainFARM 2 (0.55 - 0.50) 5 / 4 / 0.55
+    # = 0.227; a stored spread_error is used as it is
+    res = json.loads((tmp_path / "loeo_10x3_mch2016" / "results.json").read_text())["results"]
+    res["full model (dpmpp_2m, 10 steps, 5 members)"]["mae"] = 0.60
+    res["RainFARM (5 members, whole LR frames)"]["mae"] = 0.55
+    (tmp_path / "loeo_10x3_mch2016" / "results.json").write_text(json.dumps({"results": res}))
+    res["RainFARM (5 members, whole LR frames)"]["spread_error"] = 0.9
+    (tmp_path / "loeo_10x3_fmi2016" / "results.json").write_text(json.dumps({"results": res}))
+    assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
+    lines = {ln.split(":")[0].strip("- "): ln for ln in out.read_text().splitlines() if ln.startswith("- ")}
+    assert lines["mch2016"].endswith("spread-error ratio 0.67 vs 0.23")
+    assert lines["fmi2016"].endswith("spread-error ratio 0.67 vs 0.90")
 
 
 def test_loeo_summary_temporal_targets(tmp_path):

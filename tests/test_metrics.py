@@ -24,6 +24,8 @@ from xsuperres.metrics import (
     pitd,
     pitd_floor,
     radial_spectrum,
+    spread_error_ratio,
+    spread_error_ratio_from_scores,
     ssim,
 )
 
@@ -145,6 +147,35 @@ def test_crps_any_member_count(m, seed):
     pred, truth = rain(rng, (m, 2, 5, 4)), rain(rng, (2, 5, 4))
     expected = properscoring.crps_ensemble(truth.astype(np.float64), pred.astype(np.float64), axis=0).mean()
     assert crps(pred, truth) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 7), st.integers(0, 2**32 - 1))
+def test_spread_error_ratio_loop(m, seed):
+    # against a plain loop over member pairs, NaN truth pixels dropped
+    rng = np.random.default_rng(seed)
+    pred = rain(rng, (m, 2, 5, 4)).astype(np.float64)
+    truth = rain(rng, (2, 5, 4)).astype(np.float64)
+    truth[0, 1, 2] = np.nan
+    ok = ~np.isnan(truth)
+    spread = np.mean([np.abs(pred[i] - pred[j])[ok].mean() for i in range(m) for j in range(m) if i != j])
+    error = np.mean([np.abs(pred[i] - truth)[ok].mean() for i in range(m)])
+    expected = spread / error if error > 0 else np.nan
+    assert spread_error_ratio(pred, truth) == pytest.approx(expected, rel=1e-9, nan_ok=True)
+
+
+def test_spread_error_ratio_calibrated_and_not():
+    # the truth drawn like the members: ratio 1 up to sampling noise (about 1 % here)
+    rng = np.random.default_rng(1)
+    x = rng.gamma(0.5, 2.0, size=(11, 4, 40, 40))
+    assert spread_error_ratio(x[1:], x[0]) == pytest.approx(1.0, abs=0.03)
+    # members at half their spread around the same centre: under-dispersed (about 0.5)
+    centre = np.median(x[1:], axis=0)
+    assert spread_error_ratio(centre + 0.5 * (x[1:] - centre), x[0]) < 0.7
+    # hand case: members 0 and 2 differ by 2, each misses 1 by 1
+    assert spread_error_ratio(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]])) == 2.0
+    assert np.isnan(spread_error_ratio(np.ones((1, 1, 2, 2)), np.zeros((1, 2, 2))))
+    assert np.isnan(spread_error_ratio_from_scores(0.1, 0.0, 5))
 
 
 # --------------------------------------------------------------------------- hand cases

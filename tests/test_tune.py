@@ -54,6 +54,21 @@ def test_pit_summary_diagnoses_dispersion():
     assert s["outer_fraction"] == 0.0 and s["dispersion"] == "over"  # 0.1 and 0.9 are not outer
 
 
+def test_dispersion_of_a_perfect_ensemble_with_dry_pixels():
+    # why calibrate uses the randomized PIT: members drawn like the truth (70 % dry,
+    # gamma-distributed wet pixels) are calibrated, yet the mid-rank PIT stacks the dry
+    # pixels at 0.35 and reads as over-dispersive
+    from xsuperres.metrics import pit_values
+
+    rng = np.random.default_rng(1)  # not the PIT's seed 0: its draws would be the dry mask's
+    x = np.where(rng.random((4, 6, 50, 50)) < 0.7, 0.0, rng.gamma(0.5, 2.0, (4, 6, 50, 50)))
+    members, truth = x[1:], x[0]
+    mid = tune.pit_summary(pit_values(members, truth))
+    assert mid["dispersion"] == "over" and mid["outer_fraction"] < 0.12
+    rand = tune.pit_summary(pit_values(members, truth, ties="randomized", seed=0))
+    assert rand["dispersion"] == "ok" and rand["outer_fraction"] == pytest.approx(0.2, abs=0.01)
+
+
 def test_context_length_table(knmi_small):
     cfg = SRConfig.recipe(4, 2, tile_size=16, preset="tiny")
     res = tune.context_length(knmi_small, 4, 2, candidates=(2, 1), epochs=1, config=cfg, n_folds=2,
@@ -113,19 +128,23 @@ def test_calibrate_table(knmi_small):
     for row in t.itertuples():
         model = res.models[(1.0, row.beta_max)]
         pred = model.predict(lr, topo, n_members=2, sampler="dpmpp_2m", steps=3, seed=0, device="cpu")
-        u = []
+        u, rng = [], np.random.default_rng(0)  # randomized PIT, seed 0, frames in order
         for i in range(3):
             for f in range(truth.shape[1]):
                 x = pred[i][:, f].ravel()  # both members' pixels of the frame
                 y = truth[i, f].ravel()
                 below = (x[None, :] < y[:, None]).sum(axis=1)
                 tied = (x[None, :] == y[:, None]).sum(axis=1)
-                u.append((below + 0.5 * tied) / x.size)
+                u.append((below + rng.random(y.size) * tied) / x.size)
         u = np.sort(np.concatenate(u))
         n = u.size
         assert n == 3 * 2 * 16 * 16
         assert row.pitd == pytest.approx(np.sqrt(np.mean((u - (np.arange(1, n + 1) - 0.5) / n) ** 2)), rel=1e-9)
         assert row.outer_fraction == pytest.approx(np.mean((u < 0.1) | (u > 0.9)), abs=1e-12)
+        p64, t64 = pred.astype(np.float64), truth.astype(np.float64)
+        error = np.abs(p64 - t64[:, None]).mean()
+        spread = np.abs(p64[:, 0] - p64[:, 1]).mean()  # two members: one distinct pair
+        assert row.spread_error == pytest.approx(spread / error, rel=1e-9)
     k = int(t["pitd"].idxmin())
     assert bool(t["chosen"].iloc[k]) and t["chosen"].sum() == 1
     assert res.best == {"beta_max": t["beta_max"].iloc[k], "power": 1.0}

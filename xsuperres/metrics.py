@@ -1,4 +1,5 @@
-"""The eight verification metrics of the preprint (appendix 11; docs/metrics.md), on plain numpy arrays.
+"""The eight verification metrics of the preprint (appendix 11; docs/metrics.md), and the
+ensemble's spread-error ratio, on plain numpy arrays.
 
 Conventions
 -----------
@@ -45,6 +46,8 @@ __all__ = [
     "pitd",
     "pitd_floor",
     "radial_spectrum",
+    "spread_error_ratio",
+    "spread_error_ratio_from_scores",
     "ssim",
 ]
 
@@ -348,6 +351,44 @@ def crps(pred: ArrayLike, truth: ArrayLike) -> float:
     weights = (2.0 * np.arange(1, m + 1) - m - 1)[:, None]
     half_spread = np.sum(weights * xs, axis=0) / m**2
     return float(np.mean(np.mean(np.abs(xs - t), axis=0) - half_spread))
+
+
+def spread_error_ratio_from_scores(crps_value: float, mae_value: float, n_members: int) -> float:
+    """:func:`spread_error_ratio` from an ensemble's stored :func:`crps` and :func:`mae` (unitless).
+
+    With this module's CRPS, ``CRPS = MAE - 0.5 E|X - X'|`` where ``E|X - X'|`` averages
+    over all ``M**2`` member pairs (the ``M`` zero pairs ``i = j`` included), so the mean
+    absolute difference of two *distinct* members is ``2 (MAE - CRPS) M / (M - 1)``.
+    NaN for one member or an MAE of 0.
+    """
+    m = int(n_members)
+    if m < 2 or not mae_value > 0:
+        return float("nan")
+    return float(2.0 * (mae_value - crps_value) * m / (m - 1) / mae_value)
+
+
+def spread_error_ratio(pred: ArrayLike, truth: ArrayLike) -> float:
+    """Spread-error ratio of an ensemble (unitless): mean absolute difference of two distinct
+    members over the members' mean absolute error, ``E|X - X'| / E|X - y|``, each averaged
+    over valid pixels.
+
+    If the truth were one more member (an exchangeable, i.e. calibrated, ensemble) both
+    would be the same mean absolute difference, so the ratio is 1 in expectation; below 1
+    the members are too alike (under-dispersed), above 1 they spread more than they miss.
+    Unlike a PIT histogram it has no ties to handle at dry pixels (where members and truth
+    are all 0 both terms are 0). NaN for one member.
+
+    Examples
+    --------
+    Members 0 and 2 mm/h, truth 1 mm/h: the members differ by 2 and miss by 1:
+
+    >>> import numpy as np
+    >>> from xsuperres.metrics import spread_error_ratio
+    >>> spread_error_ratio(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]]))
+    2.0
+    """
+    p, _ = as_ensemble(pred, truth)
+    return spread_error_ratio_from_scores(crps(pred, truth), mae(pred, truth), p.shape[0])
 
 
 # --------------------------------------------------------------------------- structure

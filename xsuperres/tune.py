@@ -11,13 +11,17 @@
     stopping the search too early.
 :func:`calibrate`
     ``beta_max`` and the exponent ``p`` of ``F(x) = x ** p`` by the PIT deviation (PITD,
-    :func:`xsuperres.metrics.pitd`, mid-rank PIT for ties) of ensembles generated on the
-    validation tiles. One mean model is trained per ``p`` and one diffusion model per
+    :func:`xsuperres.metrics.pitd` with the *randomized* PIT for ties) of ensembles
+    generated on the validation tiles. Randomized, because the mid-rank PIT stacks every
+    dry truth pixel of a frame at one value inside the histogram, so that even a perfect
+    ensemble of a frame more than 20 % dry shows too few outer-decile values and would
+    read as over-dispersive. One mean model is trained per ``p`` and one diffusion model per
     ``(p, beta_max)`` on top of it. The grid point with the lowest PITD wins. For every
     grid point the table also reports the shape of the PIT histogram: the fraction of
     PIT values in the two outer deciles (0.2 for a calibrated ensemble); more means a
     U-shaped histogram (under-dispersive ensemble: increase ``beta_max`` / ``p``), less a
-    hump (over-dispersive: decrease them), as the preprint prescribes.
+    hump (over-dispersive: decrease them), as the preprint prescribes; and the
+    spread-error ratio (:func:`xsuperres.metrics.spread_error_ratio`, 1 if calibrated).
 
 Both return a :class:`TuneResult` (a :class:`pandas.DataFrame` table, the chosen value and
 the configuration with the chosen value filled in).
@@ -36,7 +40,7 @@ import pandas as pd
 import xarray as xr
 
 from .config import SRConfig
-from .metrics import pit_deviation, pit_values
+from .metrics import pit_deviation, pit_values, spread_error_ratio
 from .training.data import TrainingData, build_training_data
 from .training.loop import fit
 from .training.options import TrainOptions, _Default, combine
@@ -326,9 +330,11 @@ def calibrate(
     Returns
     -------
     TuneResult
-        ``table`` columns: ``power``, ``beta_max``, ``pitd``, ``outer_fraction``,
-        ``dispersion`` (``under``/``over``/``ok``), ``advice`` (``larger``/``smaller``/
-        ``keep``), ``valid_loss_mean``, ``valid_loss_diffusion`` and ``chosen``;
+        ``table`` columns: ``power``, ``beta_max``, ``pitd``, ``outer_fraction`` (both of
+        the randomized PIT, ``seed``; all samples' frames pooled), ``dispersion``
+        (``under``/``over``/``ok``), ``advice`` (``larger``/``smaller``/``keep``),
+        ``spread_error`` (members' mutual MAE over their MAE, 1 if calibrated),
+        ``valid_loss_mean``, ``valid_loss_diffusion`` and ``chosen``;
         ``best`` is ``{"beta_max": .., "power": ..}`` of the lowest PITD.
     """
     betas = [float(b) for b in beta_max_grid]
@@ -356,9 +362,13 @@ def calibrate(
                         mean_from=mean_model)
             pred = model.predict(lr, topo, n_members=n_members, sampler=sampler, steps=steps,
                                  seed=seed, device=device)
-            u = np.concatenate([pit_values(pred[i], truth[i]) for i in range(pred.shape[0])])
-            summary = pit_summary(u, dispersion_tolerance)
+            n, m = pred.shape[:2]  # (N, M, T, H, W) -> members over all N * T frames
+            members = pred.transpose(1, 0, 2, 3, 4).reshape(m, n * pred.shape[2], *pred.shape[3:])
+            frames = truth.reshape(n * truth.shape[1], *truth.shape[2:])
+            summary = pit_summary(pit_values(members, frames, ties="randomized", seed=seed),
+                                  dispersion_tolerance)
             rows.append({"power": p, "beta_max": b, **summary,
+                         "spread_error": spread_error_ratio(members, frames),
                          "valid_loss_mean": model.history["mean"]["best_valid"],
                          "valid_loss_diffusion": model.history["diffusion"]["best_valid"]})
             log.info("power=%g beta_max=%g: PITD %.4f, outer deciles %.3f (%s-dispersive)", p, b,

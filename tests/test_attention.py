@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from xsuperres.nn.attention import (
+    CUDA_MAX_GRID,
     CrossAttention,
     NeighborhoodAttention,
     TemporalAttention,
+    attention,
     sinusoidal_features,
 )
 
@@ -59,6 +61,18 @@ def test_temporal_mixes_frames_but_not_pixels():
     assert d[3, 2, 3] > 1e-4  # the latest frame at that pixel sees the change
     d[:, 2, 3] = 0
     assert d.max() == 0  # no other pixel changes
+
+
+@pytest.mark.parametrize("max_batch", [1, 3, 7, 50])
+def test_attention_in_batch_slices_equals_one_call(max_batch):
+    # the slices CUDA needs (bf16 flash attention failed beyond 65535 sequences x heads on an
+    # H100) give what one call gives: each sequence attends on its own
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(23, 2, 5, 4, generator=g) for _ in range(3))
+    ref = torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1) @ v  # d = 4: scale 1/sqrt(4)
+    torch.testing.assert_close(attention(q, k, v, max_batch=max_batch), ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attention(q, k, v), ref, rtol=1e-5, atol=1e-6)
+    assert CUDA_MAX_GRID == 65535
 
 
 def test_temporal_single_frame_is_value_path():

@@ -58,6 +58,8 @@ from torch import nn
 from .neighborhood import NeighborhoodFunction, attend
 
 __all__ = [
+    "attention",
+    "CUDA_MAX_GRID",
     "ChannelLayerNorm",
     "CrossAttention",
     "NeighborhoodAttention",
@@ -130,6 +132,29 @@ def _grid_features(
 def _frame_positions(L: int, device: torch.device) -> torch.Tensor:
     """Frame positions counted back from the latest frame: ``(L-1, ..., 1, 0)``."""
     return torch.arange(L - 1, -1, -1, device=device)
+
+
+#: CUDA's fused attention kernels (flash attention, bf16/fp16) put the batch in a grid
+#: dimension of at most 65535 blocks: on an H100, bf16 temporal attention over the 1.9
+#: million pixel sequences of 192 tiles of 100 x 100 px failed with "CUDA error: invalid
+#: argument" (benchmarks/gpu_check.py, docs/performance.md)
+CUDA_MAX_GRID = 65535
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, max_batch: int | None = None) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` over ``(N, heads, len, d)``, in slices of the
+    batch axis small enough for CUDA's kernels (``N * heads <= 65535``; ``max_batch``
+    overrides the slice length). Each sequence is attended to on its own, so the slices
+    give what one call gives; on a CPU one call is made."""
+    n = q.shape[0]
+    if max_batch is None:
+        if q.device.type != "cuda":
+            return F.scaled_dot_product_attention(q, k, v)
+        max_batch = max(1, CUDA_MAX_GRID // q.shape[1])
+    if n <= max_batch:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([F.scaled_dot_product_attention(q[i:i + max_batch], k[i:i + max_batch],
+                                                     v[i:i + max_batch]) for i in range(0, n, max_batch)])
 
 
 class ChannelLayerNorm(nn.Module):
@@ -211,7 +236,7 @@ class TemporalAttention(nn.Module):
         q, k, v = (
             self.qkv(h).reshape(B * H * W, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         )
-        o = F.scaled_dot_product_attention(q, k, v)  # (BHW, heads, L, d)
+        o = attention(q, k, v)  # (BHW, heads, L, d)
         t = t + self.proj(o.transpose(1, 2).reshape(B * H * W, L, C))
         return t.reshape(B, H, W, L, C).permute(0, 3, 4, 1, 2)
 
@@ -492,6 +517,6 @@ class CrossAttention(nn.Module):
         pix_pe = self.query_pos(pix_pe.to(wdtype))  # (HW, C)
         qin = self.norm(x).flatten(2).transpose(1, 2) + pix_pe.to(x.dtype)  # (N, HW, C)
         q = self.q(qin).reshape(N, H * W, nh, d).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v)  # (N, heads, HW, d)
+        o = attention(q, k, v)  # (N, heads, HW, d)
         o = self.proj(o.transpose(1, 2).reshape(N, H * W, C))
         return x + o.transpose(1, 2).reshape(N, C, H, W)

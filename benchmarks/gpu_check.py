@@ -9,17 +9,20 @@ default sampler, 3 members) on batches of HR tiles and prints
   (``fp32``, ``bf16`` autocast, ``compile`` = ``torch.compile`` of both U-Nets, fp32),
 * peak GPU memory of each run,
 * the extrapolated time for a year of 400 x 400 hourly HR precipitation at (10, 3) with
-  3 members (2920 LR steps x the tiles of the default layout; goal: under 5 minutes).
+  3 members (2920 LR steps x the tiles of the default layout; goal: under 5 minutes);
+* with ``--train``: training samples per second of both stages per preset (bf16 autocast,
+  as :func:`xsuperres.train` uses on CUDA) and the time a (10, 3) leave-one-event-out
+  fold of that preset would take.
 
 ``--dry-run`` runs the same code with tiny sizes on whatever device there is (the CPU
 here), to check the script before spending device time; it leaves out ``compile`` unless
 ``--modes`` names it (compiling the U-Nets took over 6 minutes on 2 shared CPU cores). A
-mode that fails (e.g. no bf16 support, no compiler) is reported, not fatal. Not run on a
-GPU yet: no device was lent to the issue that wrote it.
+mode that fails (e.g. no bf16 support, no compiler) is reported, not fatal.
+``scripts/device_folds.sh`` runs it on the lent machine (docs/performance.md has the numbers).
 
 Usage::
 
-    python benchmarks/gpu_check.py              # on the GPU machine
+    python benchmarks/gpu_check.py [--train]    # on the GPU machine
     python benchmarks/gpu_check.py --dry-run    # a minute on a CPU
 """
 
@@ -87,6 +90,27 @@ def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int 
             "px_frame_members_per_s": rate, "peak_gpu_gib": peak, "year_400x400_s": year_s}
 
 
+def train_rate(preset: str, device: torch.device, dry_run: bool) -> dict:
+    """Training samples per second of both stages (the last of 2 epochs; the first warms
+    up), the ``radar-s10-t3`` recipe on the embedded KNMI sample, bf16 autocast on CUDA as
+    :func:`xsuperres.train` does there; and the extrapolated time of a (10, 3)
+    leave-one-event-out fold (3,500 samples, 12 mean and 20 diffusion epochs)."""
+    import xsuperres
+
+    hr = xsuperres.open_sample("knmi")["precip"]
+    if dry_run:
+        hr = hr.isel(y=slice(0, 80), x=slice(0, 80), time=slice(0, 40))
+    cfg = xsuperres.SRConfig.recipe(S, T, preset=preset, tile_size=40, clip=False)
+    model = xsuperres.train(hr, S, T, config=cfg, epochs=2, batch_size=12, seed=0, mc_start_epoch=1,
+                            patience=3, progress=False, device=device)
+    md = model.metadata
+    n = int(md["n_samples"]["train"])
+    rate = {st: n / md["history"][st]["wall_s"][-1] for st in ("mean", "diffusion")}
+    fold_s = 3500 * (12 / rate["mean"] + 20 / rate["diffusion"])
+    return {"preset": preset, "mode": "train", "n_train": n, "samples_per_s": rate,
+            "loeo_fold_10x3_min": fold_s / 60}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, any device (check the script)")
@@ -94,11 +118,14 @@ def main() -> None:
     p.add_argument("--modes", default=None, help="default fp32,bf16,compile (fp32,bf16 with "
                    "--dry-run: compiling the U-Nets takes over 6 minutes on 2 CPU cores)")
     p.add_argument("--json", metavar="FILE")
+    p.add_argument("--batch", type=int, default=None, help="HR tiles per batch (default 64; 2 with --dry-run)")
+    p.add_argument("--train", action="store_true", help="also training samples/s per preset and stage")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.modes is None:
         args.modes = "fp32,bf16" if args.dry_run else "fp32,bf16,compile"
-    tile, batch, repeats, steps = (20, 2, 1, 2) if args.dry_run else (100, 16, 3, None)
+    tile, batch, repeats, steps = (20, 2, 1, 2) if args.dry_run else (100, 64, 3, None)
+    batch = args.batch or batch
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"torch {torch.__version__}, tile {tile} HR px, batch {batch} tiles x 3 members, "
           f"steps {'default' if steps is None else steps}")
@@ -115,8 +142,25 @@ def main() -> None:
                       f"peak {r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
                       f"3 members: {r['year_400x400_s'] / 60:.1f} min", flush=True)
             rows.append(r)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+            _save(args.json, rows)
+    for preset in args.presets.split(",") if args.train else ():
+        try:
+            r = train_rate(preset, device, args.dry_run)
+        except Exception as err:  # noqa: BLE001 - report, go on
+            r = {"preset": preset, "mode": "train", "error": f"{type(err).__name__}: {err}"[:300]}
+            print(f"{preset:9s} train    failed: {r['error']}", flush=True)
+        else:
+            print(f"{preset:9s} train    {r['samples_per_s']['mean']:8.1f} (mean) "
+                  f"{r['samples_per_s']['diffusion']:8.1f} (diffusion) samples/s; a (10, 3) fold: "
+                  f"{r['loeo_fold_10x3_min']:.1f} min", flush=True)
+        rows.append(r)
+        _save(args.json, rows)
+
+
+def _save(path: str | None, rows: list[dict]) -> None:
+    """Write the rows so far (a run stopped at a time limit keeps what it measured)."""
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
 
 

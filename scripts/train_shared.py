@@ -41,6 +41,11 @@ What it does
    bicubic, RainFARM and two members for the wettest block of the left-out event
    (``heldout.heldout_figure``).
 
+Training and evaluation can run on different machines: ``--train-only`` stops after step 3
+(``OUT/model`` and ``OUT/training.json``: stage wall times and the training machine),
+``--eval-only`` does steps 4-5 for that model (e.g. trained on a lent GPU, scored here,
+where pysteps is installed for RainFARM).
+
 The defaults are those of the run reported in docs/training.md (32 min on 2 AMD EPYC
 cores, one torch thread). Run::
 
@@ -65,6 +70,7 @@ import xarray as xr
 
 import xsuperres.metrics as xm
 from xsuperres.config import SRConfig
+from xsuperres.model import SRModel
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
 from xsuperres.training.edsr import train_edsr
@@ -135,6 +141,12 @@ def parse(argv=None) -> argparse.Namespace:
                    help="the mean the diffusion stage is trained around (S = 1: a temporal peer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--train-only", action="store_true",
+                   help="stop after training: OUT/model and OUT/training.json (e.g. trained on a GPU "
+                        "machine, evaluated elsewhere with --eval-only)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate the model of OUT/model trained by an earlier --train-only run "
+                        "(its OUT/training.json gives the training times and machine)")
     return p.parse_args(argv)
 
 
@@ -177,24 +189,9 @@ def eval_subset(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
-def main(argv=None) -> int:
-    args = parse(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    log = logging.getLogger("train_shared")
-    t_all = time.perf_counter()
-
-    events = load_events(args)
-    for da in events:
-        log.info("event %s: %s, %s .. %s", da.name, dict(da.sizes), str(da.time.values[0])[:16],
-                 str(da.time.values[-1])[:16])
-    td = training_data(events, args)
-    log.info("config %s", td.config)
-    log.info("samples: %d train, %d valid (NaN-skipped: %d / %d), cap %.3f mm/h", len(td.train),
-             len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
-
+def train_models(td, args: argparse.Namespace, out: Path, log: logging.Logger):
+    """Train the mean, the residual diffusion and (``--edsr-epochs``) EDSR; save the model
+    to ``OUT/model`` and the training times and machine to ``OUT/training.json``."""
     common = dict(batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                   mc_start_epoch=args.mc_start_epoch, seed=args.seed, device=args.device, progress=False,
                   augment=args.augment)
@@ -214,6 +211,47 @@ def main(argv=None) -> int:
         edsr = train_edsr(None, args.S, args.T, training_data=td, epochs=args.edsr_epochs, **common)
         log.info("EDSR trained in %.1f min: valid losses %s", (time.perf_counter() - t0) / 60,
                  [round(v, 6) for v in edsr.history["mean"]["valid"]])
+    trained = {"wall_s": {"mean_stage": t_mean, "diffusion_stage": t_diff},
+               "machine": model.metadata.get("machine")}
+    (out / "training.json").write_text(json.dumps(trained, indent=1))
+    return model, edsr, trained
+
+
+def evaluate_only(out: Path, args: argparse.Namespace):
+    """The model of ``OUT/model`` and the record of its ``--train-only`` run."""
+    if args.edsr_epochs:
+        raise SystemExit("--eval-only evaluates the saved model only: pass --edsr-epochs 0")
+    if not (out / "training.json").exists():
+        raise SystemExit(f"--eval-only: no {out / 'training.json'}; train with --train-only first")
+    trained = json.loads((out / "training.json").read_text())
+    return SRModel.load(out / "model", device="cpu" if args.device == "auto" else args.device), None, trained
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    log = logging.getLogger("train_shared")
+    t_all = time.perf_counter()
+
+    events = load_events(args)
+    for da in events:
+        log.info("event %s: %s, %s .. %s", da.name, dict(da.sizes), str(da.time.values[0])[:16],
+                 str(da.time.values[-1])[:16])
+    td = training_data(events, args)
+    log.info("config %s", td.config)
+    log.info("samples: %d train, %d valid (NaN-skipped: %d / %d), cap %.3f mm/h", len(td.train),
+             len(td.valid), td.split.n_nan_train, td.split.n_nan_valid, td.config.cap)
+
+    if args.eval_only:
+        model, edsr, trained = evaluate_only(out, args)
+    else:
+        model, edsr, trained = train_models(td, args, out, log)
+        if args.train_only:
+            return 0
+    t_mean, t_diff = trained["wall_s"]["mean_stage"], trained["wall_s"]["diffusion_stage"]
 
     # ------------------------------------------------------------------ evaluation
     ctx, truth, where = validation_arrays(td)
@@ -300,7 +338,8 @@ def main(argv=None) -> int:
                           "total": (time.perf_counter() - t_all) / 60},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": str(model.device)},
+                    "torch": torch.__version__, "device": str(model.device),
+                    "training": trained.get("machine")},
         "metrics_units": "crps, pe99, mae in mm/h; pitd, lsd unitless; lower is better",
         "results": results,
         "table": text,

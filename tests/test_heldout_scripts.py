@@ -341,3 +341,32 @@ def test_lsd_split_with_members_and_wet_frames_predicted_dry():
     assert res["max_truth_on_frames_predicted_dry"] == pytest.approx(truth[0, 0].max())
     with pytest.raises(ValueError, match="neither"):
         lsd_dry_frames.dry_wet_lsd(ens[:, :, :2], truth)
+
+
+def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
+    # training on one machine (a lent GPU), scoring on another: --eval-only scores the model
+    # that --train-only saved and reports that run's stage times and machine
+    train_shared = pytest.importorskip("train_shared")
+    da = xs.open_sample("knmi")["precip"]
+    for name, sel in (("a", dict(time=slice(0, 24), y=slice(0, 48), x=slice(0, 48))),
+                      ("b", dict(time=slice(30, 54), y=slice(40, 88), x=slice(20, 68)))):
+        da.isel(**sel).to_dataset(name="precip").to_netcdf(tmp_path / f"{name}.nc", engine="netcdf4")
+    out = tmp_path / "run"
+    common = ["--data-dir", str(tmp_path), "--files", "a.nc", "b.nc", "--crop", "all", "--S", str(S),
+              "--T", str(T), "--tile-size", "16", "--valid-event", "b", "--out", str(out),
+              "--device", "cpu", "--no-rainfarm"]
+    with pytest.raises(SystemExit, match="train with --train-only first"):
+        train_shared.main([*common, "--eval-only"])
+    assert train_shared.main([*common, "--mean-epochs", "1", "--diffusion-epochs", "1", "--train-only"]) == 0
+    trained = json.loads((out / "training.json").read_text())
+    assert (out / "model").is_dir() and not (out / "results.json").exists()
+    assert trained["machine"]["device"] == "cpu" and trained["wall_s"]["mean_stage"] > 0
+    assert train_shared.main([*common, "--eval-only", "--members", "2", "--max-eval", "4"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["wall_time_min"]["mean_stage"] == pytest.approx(trained["wall_s"]["mean_stage"] / 60)
+    assert doc["machine"]["training"] == trained["machine"]
+    assert doc["n_samples"]["evaluated"] == 4
+    assert doc["history"]["mean"]["epochs_run"] == 1 and doc["history"]["diffusion"]["epochs_run"] == 1
+    assert {"bicubic", "deterministic (U_det + MC)"} <= set(doc["results"])
+    with pytest.raises(SystemExit, match="--edsr-epochs 0"):
+        train_shared.main([*common, "--eval-only", "--edsr-epochs", "2"])

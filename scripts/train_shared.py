@@ -71,6 +71,7 @@ import xarray as xr
 import xsuperres.metrics as xm
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel
+from xsuperres.model.device import resolve_device
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline
 from xsuperres.training.data import build_training_data
 from xsuperres.training.edsr import train_edsr
@@ -224,7 +225,7 @@ def evaluate_only(out: Path, args: argparse.Namespace):
     if not (out / "training.json").exists():
         raise SystemExit(f"--eval-only: no {out / 'training.json'}; train with --train-only first")
     trained = json.loads((out / "training.json").read_text())
-    return SRModel.load(out / "model", device="cpu" if args.device == "auto" else args.device), None, trained
+    return SRModel.load(out / "model", device=resolve_device(args.device)), None, trained
 
 
 def main(argv=None) -> int:

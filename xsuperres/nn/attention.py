@@ -148,9 +148,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, max_batch: int 
     give what one call gives; on a CPU one call is made."""
     n = q.shape[0]
     if max_batch is None:
-        if q.device.type != "cuda":
-            return F.scaled_dot_product_attention(q, k, v)
-        max_batch = max(1, CUDA_MAX_GRID // q.shape[1])
+        max_batch = max(1, CUDA_MAX_GRID // q.shape[1]) if q.device.type == "cuda" else n
     if n <= max_batch:
         return F.scaled_dot_product_attention(q, k, v)
     return torch.cat([F.scaled_dot_product_attention(q[i:i + max_batch], k[i:i + max_batch],

@@ -129,32 +129,30 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, "
           f"torch {torch.__version__}, tile {tile} HR px, batch {batch} tiles x 3 members, "
           f"steps {'default' if steps is None else steps}")
-    rows = []
+    rows: list[dict] = []
     for preset in args.presets.split(","):
         for mode in args.modes.split(","):
-            try:
-                r = run(preset, mode, tile, batch, repeats, steps, device)
-            except Exception as err:  # noqa: BLE001 - report, go on
-                r = {"preset": preset, "mode": mode, "error": f"{type(err).__name__}: {err}"[:300]}
-                print(f"{preset:9s} {mode:8s} failed: {r['error']}", flush=True)
-            else:
-                print(f"{preset:9s} {mode:8s} {r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, "
-                      f"peak {r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
-                      f"3 members: {r['year_400x400_s'] / 60:.1f} min", flush=True)
-            rows.append(r)
-            _save(args.json, rows)
+            _measure(rows, args.json, preset, mode, lambda: run(preset, mode, tile, batch, repeats, steps, device),
+                     lambda r: f"{r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, peak "
+                               f"{r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
+                               f"3 members: {r['year_400x400_s'] / 60:.1f} min")
     for preset in args.presets.split(",") if args.train else ():
-        try:
-            r = train_rate(preset, device, args.dry_run)
-        except Exception as err:  # noqa: BLE001 - report, go on
-            r = {"preset": preset, "mode": "train", "error": f"{type(err).__name__}: {err}"[:300]}
-            print(f"{preset:9s} train    failed: {r['error']}", flush=True)
-        else:
-            print(f"{preset:9s} train    {r['samples_per_s']['mean']:8.1f} (mean) "
-                  f"{r['samples_per_s']['diffusion']:8.1f} (diffusion) samples/s; a (10, 3) fold: "
-                  f"{r['loeo_fold_10x3_min']:.1f} min", flush=True)
-        rows.append(r)
-        _save(args.json, rows)
+        _measure(rows, args.json, preset, "train", lambda: train_rate(preset, device, args.dry_run),
+                 lambda r: f"{r['samples_per_s']['mean']:8.1f} (mean) {r['samples_per_s']['diffusion']:8.1f} "
+                           f"(diffusion) samples/s; a (10, 3) fold: {r['loeo_fold_10x3_min']:.1f} min")
+
+
+def _measure(rows: list[dict], path: str | None, preset: str, mode: str, measure, describe) -> None:
+    """One row: measured and printed, or its failure reported (not fatal); then saved."""
+    try:
+        r = measure()
+    except Exception as err:  # noqa: BLE001 - report, go on
+        r = {"preset": preset, "mode": mode, "error": f"{type(err).__name__}: {err}"[:300]}
+        print(f"{preset:9s} {mode:8s} failed: {r['error']}", flush=True)
+    else:
+        print(f"{preset:9s} {mode:8s} {describe(r)}", flush=True)
+    rows.append(r)
+    _save(path, rows)
 
 
 def _save(path: str | None, rows: list[dict]) -> None:

@@ -20,6 +20,12 @@ Usage::
     python scripts/lsd_dry_frames.py full=RUNS/loeo_10x3_mch2016 no_mc=RUNS2/loeo_10x3_mch2016 \\
         --json docs/results/loeo_10x3_lsd_dry_frames.json
     python scripts/lsd_dry_frames.py s25t6=RUNS/ship_s25t6 --members 5
+    python scripts/lsd_dry_frames.py refill=xsuperres/weights/radar-s25-t6 --members 5 \
+        --mass-conservation tile_refill
+
+A folder without ``results.json`` but with a ``card.json`` is a packaged model: its card's
+validation samples are rebuilt (``package_model.doc_from_card``) and its shipped weights
+used.
 """
 
 from __future__ import annotations
@@ -82,20 +88,28 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--members", type=int, default=0,
                    help="score an ensemble of this many members (default sampler, seed 0); 0: the deterministic mean")
+    p.add_argument("--mass-conservation", default="auto",
+                   help="mass-conservation mode of the predictions (default: auto)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = {}
     for label, run in _variants(args.runs).items():
-        doc = json.loads((Path(run) / "results.json").read_text())
+        if (Path(run) / "results.json").exists():
+            doc = json.loads((Path(run) / "results.json").read_text())
+            model = SRModel.load(Path(run) / "model")
+        else:  # a packaged model
+            doc = package_model.doc_from_card(json.loads((Path(run) / "card.json").read_text()))
+            model = SRModel.load(run)
         ctx, truth, _ = package_model.rebuild_validation(doc, args.data_dir)
-        model = SRModel.load(Path(run) / "model")
-        pred = (model.predict(ctx, n_members=args.members, seed=0, device="cpu") if args.members
-                else model.predict_mean(ctx, device="cpu"))
-        out[label] = {"run": run, **dry_wet_lsd(pred, truth)}
+        mc = None if args.mass_conservation == "none" else args.mass_conservation
+        pred = (model.predict(ctx, n_members=args.members, seed=0, device="cpu", mass_conservation=mc)
+                if args.members else model.predict_mean(ctx, device="cpu", mass_conservation=mc))
+        out[label] = {"run": run, "mass_conservation": args.mass_conservation, **dry_wet_lsd(pred, truth)}
         print(label, json.dumps(out[label]), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.json:  # added to the file's other labels
+        old = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        Path(args.json).write_text(json.dumps({**old, **out}, indent=1) + "\n")
     return 0
 
 

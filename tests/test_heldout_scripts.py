@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import xsuperres as xs
 from xsuperres.config import SRConfig
@@ -370,3 +371,20 @@ def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
     assert {"bicubic", "deterministic (U_det + MC)"} <= set(doc["results"])
     with pytest.raises(SystemExit, match="--edsr-epochs 0"):
         train_shared.main([*common, "--eval-only", "--edsr-epochs", "2"])
+
+
+def test_card_rebuilds_its_own_validation_samples():
+    """scripts/package_model.py --rescore starts from the card alone: the shipped
+    radar-s25-t6 card gives back its split (sample counts checked inside) and the very
+    samples it was scored on (bicubic CRPS as recorded)."""
+    package_model = pytest.importorskip("package_model")
+    data = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    if not (data / "mch_20160711_5min.nc").exists():
+        pytest.skip("needs ../shared/data beside the checkout")
+    card = json.loads((Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s25-t6"
+                       / "card.json").read_text())
+    ctx, truth, td = package_model.rebuild_validation(package_model.doc_from_card(card), str(data))
+    assert (len(td.train), len(td.valid)) == (card["training"]["n_train"], card["training"]["n_valid"])
+    assert truth.shape == (card["evaluation"]["n_samples"], 6, 50, 50)
+    bic = package_model.scores(package_model.bicubic_baseline(torch.from_numpy(ctx), 25, 6).numpy()[:, None], truth)
+    assert bic["crps"] == pytest.approx(card["scores"]["bicubic"]["crps"], abs=1e-6)

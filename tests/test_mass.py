@@ -12,10 +12,19 @@ from xsuperres.nn.mass import block_sum, coarsen, mass_conserve
 # --------------------------------------------------------------------------- reference
 def ref_mass_conserve(z, lr, S, T, power=1.0, threshold=0.0, mode="tile"):
     """Loop-based numpy float64 reference: r_a(MC(F(r_a(z)), x)) per tile, or per block
-    MC(F(r_a(z)), x) with no final shift and a uniform x where F(r_a(z)) is dry.
+    MC(F(r_a(z)), x) with no final shift and a uniform x where F(r_a(z)) is dry; for
+    "tile_refill" the tile result with every all-dry frame taken from the block result.
 
     ``z``: (B, T, H, W), ``lr``: (B, h, w).
     """
+    if mode == "tile_refill":
+        tile = ref_mass_conserve(z, lr, S, T, power, threshold, "tile")
+        block = ref_mass_conserve(z, lr, S, T, power, threshold, "block")
+        for b in range(tile.shape[0]):
+            for t in range(T):
+                if tile[b, t].max() <= 0:
+                    tile[b, t] = block[b, t]
+        return tile
     z = np.asarray(z, dtype=np.float64)
     lr = np.asarray(lr, dtype=np.float64)
     B, _, H, W = z.shape
@@ -76,7 +85,7 @@ def test_block_sum_and_coarsen(S, T):
 
 
 # --------------------------------------------------------------------------- values
-@pytest.mark.parametrize("mode", ["tile", "block"])
+@pytest.mark.parametrize("mode", ["tile", "tile_refill", "block"])
 @pytest.mark.parametrize("power", [1.0, 2.0, 0.5])
 @pytest.mark.parametrize("threshold", [0.0, 0.05])
 @pytest.mark.parametrize("S,T", [(1, 3), (2, 2), (5, 4)])
@@ -139,7 +148,7 @@ def test_block_mode_gives_back_the_input_exactly(power, a):
 
 
 # --------------------------------------------------------------------------- edge cases
-@pytest.mark.parametrize("mode", ["tile", "block"])
+@pytest.mark.parametrize("mode", ["tile", "tile_refill", "block"])
 def test_all_zero_input_and_gradients(mode):
     S, T = 5, 2
     z = torch.zeros(2, T, 10, 10, dtype=torch.float64, requires_grad=True)
@@ -149,7 +158,7 @@ def test_all_zero_input_and_gradients(mode):
     out.sum().backward()
     assert torch.isfinite(z.grad).all()
     # zero prediction with positive LR: tile mode falls back to the ReLUs (output 0, mass
-    # not conserved), block mode to the uniform LR value (mass conserved)
+    # not conserved), block mode (and so tile_refill) to the uniform LR value (conserved)
     z2 = torch.full((1, T, 10, 10), -1.0, requires_grad=True)
     out2 = mass_conserve(z2, torch.ones(1, 2, 2), S, T, power=0.5, mode=mode)
     expected = 0.0 if mode == "tile" else 1.0
@@ -176,6 +185,31 @@ def test_zero_denominator_fallback_is_local():
     assert float(out[0].sum()) == pytest.approx(T * S * S * float(lr[0].sum()), rel=1e-12)
 
 
+def test_tile_refill_by_hand():
+    """A light-rain tile: the tile transform's final shift wipes both frames; tile_refill
+    gives each frame its block values (here the whole LR mass, so the block mean is x)."""
+    S, T, a = 2, 2, 0.1
+    z = torch.full((1, T, 2, 2), -1.0, dtype=torch.float64)
+    z[0, 0] = 0.5                                   # F(r_a(z)) = 0.4 on frame 0, 0 on frame 1
+    lr = torch.tensor([[[0.01]]], dtype=torch.float64)
+    tile = mass_conserve(z, lr, S, T, threshold=a, mode="tile")
+    assert torch.equal(tile, torch.zeros_like(tile))  # 0.4 * (0.08 / 1.6) - 0.1 < 0
+    out = mass_conserve(z, lr, S, T, threshold=a, mode="tile_refill")
+    np.testing.assert_allclose(out[0, 0].numpy(), 0.02, rtol=1e-12)  # 0.4 * 0.08 / 1.6
+    np.testing.assert_array_equal(out[0, 1].numpy(), 0.0)           # F = 0 there, block wet
+    assert float(coarsen(out, S, T)) == pytest.approx(0.01, rel=1e-12)
+    # a tile with rain in one frame after the shift keeps that frame; the dry one is refilled
+    z2 = torch.stack([torch.tensor([[2.0, 0.2], [0.2, 0.2]]), torch.full((2, 2), 0.15)])[None].double()
+    lr2 = torch.tensor([[[0.2]]], dtype=torch.float64)
+    t2 = mass_conserve(z2, lr2, S, T, threshold=a, mode="tile")
+    r2 = mass_conserve(z2, lr2, S, T, threshold=a, mode="tile_refill")
+    b2 = mass_conserve(z2, lr2, S, T, threshold=a, mode="block")
+    assert float(t2[0, 0].max()) > 0 and float(t2[0, 1].max()) == 0.0
+    torch.testing.assert_close(r2[0, 0], t2[0, 0])
+    torch.testing.assert_close(r2[0, 1], b2[0, 1])
+    assert float(r2[0, 1].max()) > 0
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0])
 def test_single_wet_pixel(power):
     S, T = 3, 2
@@ -195,13 +229,13 @@ def test_single_wet_pixel(power):
     np.testing.assert_array_equal(block[0, :, 3:, :3].numpy(), 0.0)
 
 
-@pytest.mark.parametrize("mode", ["tile", "block"])
+@pytest.mark.parametrize("mode", ["tile", "tile_refill", "block"])
 def test_nan_propagates_to_its_tile_or_block(mode):
     S, T = 2, 2
     z, lr = _case(5, 2, T, 2, 2, S)
     z[0, 1, 0, 0] = float("nan")
     out = mass_conserve(z, lr, S, T, mode=mode)
-    if mode == "tile":
+    if mode != "block":
         assert torch.isnan(out[0]).all() and torch.isfinite(out[1]).all()
     else:
         assert torch.isnan(out[0, :, :2, :2]).all()
@@ -234,7 +268,7 @@ def test_broadcast_over_member_axis():
     torch.testing.assert_close(coarsen(out, S, T)[:, :, 0], lr.expand(2, 4, 2, 2))
 
 
-@pytest.mark.parametrize("mode", ["tile", "block"])
+@pytest.mark.parametrize("mode", ["tile", "tile_refill", "block"])
 def test_gradcheck(mode):
     g = torch.Generator().manual_seed(8)
     z = (0.2 + torch.rand(1, 2, 4, 4, generator=g, dtype=torch.float64)).requires_grad_()

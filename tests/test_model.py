@@ -264,7 +264,7 @@ def test_s1_models_give_back_their_input_by_default(threshold):
                                rtol=0, atol=1e-4)
     tile = m.predict_mean(lr, device="cpu", mass_conservation="tile")
     assert np.abs(coarsen_np(tile, 1, 3)[:, 0] - ref).max() > 1e-2
-    with pytest.raises(ValueError, match="mass_conservation must be 'auto', 'tile', 'block' or None"):
+    with pytest.raises(ValueError, match=r"mass_conservation must be 'auto' or one of \('tile', 'tile_refill', 'block', None\)"):
         m.predict_mean(lr, device="cpu", mass_conservation="pixel")
 
 

@@ -325,10 +325,13 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--var", default=None, help="variable to downscale (default: all precipitation)")
     down.add_argument("--topography", default=None, help="NetCDF/GeoTIFF elevation (m) on the HR grid")
     down.add_argument("--context", default="pad", choices=("pad", "drop"))
-    down.add_argument("--mass-conservation", default="auto", choices=("auto", "tile", "block", "none"),
+    down.add_argument("--mass-conservation", default="auto",
+                      choices=("auto", "tile", "tile_refill", "block", "none"),
                       help="output mass conservation: auto (block for S=1 and for tiles of more than "
-                           "2x2 LR pixels, else the training mode), "
-                           "tile, block (block means equal the input exactly) or none")
+                           "2x2 LR pixels, tile_refill for other tile-trained models, else the training "
+                           "mode), tile (the preprint's), tile_refill (tile, with the frames its "
+                           "threshold leaves all dry given their block values), block (block means "
+                           "equal the input exactly) or none")
     down.add_argument("--mean", default="auto", choices=MEAN_METHODS,
                       help="conditional mean of the diffusion stage: auto (default: motion for temporal "
                            "models, S=1 and T>1, else network), network (U_det) or, for temporal models, "

@@ -125,10 +125,13 @@ def downscale(
         tile has more than one LR pixel).
     mass_conservation
         ``"auto"`` (default): ``"block"`` for ``S = 1`` models and for tile-trained models
-        whose training tile spans more than 2 LR pixels, else the training mode
+        whose training tile spans more than 2 LR pixels, ``"tile_refill"`` for other
+        tile-trained models, else the training mode
         (:func:`~xsuperres.config.inference_mass_conservation`); ``"block"``: every member's ``T x S x S`` block means equal the input
         exactly (``coarsen_perfect(out, S, T)`` gives the input back; the tile blending
-        keeps it); ``"tile"``: the preprint's per-tile rescaling; ``None``: none.
+        keeps it); ``"tile"``: the preprint's per-tile rescaling; ``"tile_refill"``:
+        ``"tile"`` with the frames it leaves all dry given their ``"block"`` values;
+        ``None``: none.
     mean
         The conditional mean around which the diffusion stage samples the members.
         ``"auto"`` (default): ``"motion"`` for temporal models (S = 1, T > 1),

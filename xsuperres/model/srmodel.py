@@ -289,7 +289,8 @@ class SRModel(nn.Module):
             Samples per network call (default 16).
         mass_conservation
             ``"auto"`` (default: ``"block"`` for S = 1 and for tile-trained models whose
-            training tile spans more than 2 LR pixels, else the training mode), ``"tile"``,
+            training tile spans more than 2 LR pixels, ``"tile_refill"`` for other
+            tile-trained models, else the training mode), ``"tile"``, ``"tile_refill"``,
             ``"block"`` (the output's ``T x S x S`` block means equal ``lr[..., -1, :, :]``
             exactly) or ``None``; see :func:`xsuperres.config.inference_mass_conservation`.
 

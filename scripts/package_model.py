@@ -88,6 +88,14 @@ def rebuild_validation(doc: dict, data_dir: str):
     return ctx, truth, td
 
 
+def check_same_samples(ctx, truth, S: int, T: int, recorded_bicubic_crps: float) -> None:
+    """Raise unless bicubic scores the rebuilt samples exactly as recorded (same samples)."""
+    bic = scores(bicubic_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
+    if abs(bic["crps"] - recorded_bicubic_crps) > 1e-6:
+        raise RuntimeError(f"rebuilt validation set differs: bicubic CRPS {bic['crps']} vs "
+                           f"{recorded_bicubic_crps} recorded")
+
+
 def stage_minutes(doc: dict, stage: str) -> float:
     """Minutes of training of ``stage`` ("mean" or "diffusion") of a train_shared.py run.
 
@@ -326,9 +334,7 @@ def rescore(dest: Path, data_dir: str) -> dict:
     ctx, truth, _ = rebuild_validation(doc_from_card(card), data_dir)
     res = card["scores"]
     S, T = card["config"]["S"], card["config"]["T"]
-    bic = scores(bicubic_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
-    if abs(bic["crps"] - res["bicubic"]["crps"]) > 1e-6:
-        raise RuntimeError(f"rebuilt validation set differs: bicubic CRPS {bic['crps']} vs {res['bicubic']['crps']}")
+    check_same_samples(ctx, truth, S, T, res["bicubic"]["crps"])
     model = SRModel.load(dest)
     mc = inference_mass_conservation(model.config) or "none"
     det = "deterministic (U_det + MC)"
@@ -400,10 +406,7 @@ def main(argv=None) -> int:
     S, T = model.config.S, model.config.T
 
     results = dict(doc["results"])
-    bic = scores(bicubic_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
-    if abs(bic["crps"] - results["bicubic"]["crps"]) > 1e-6:
-        raise RuntimeError(f"rebuilt validation set differs: bicubic CRPS {bic['crps']} vs "
-                           f"{results['bicubic']['crps']} in results.json")
+    check_same_samples(ctx, truth, S, T, results["bicubic"]["crps"])
     if "nearest" not in results:
         results["nearest"] = scores(nearest_baseline(torch.from_numpy(ctx), S, T).numpy()[:, None], truth)
     peers = [k for k in results if k.startswith(("linear in time", "motion-compensated", "RainFARM", "EDSR"))]

@@ -111,6 +111,8 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     # PIT histogram shape: share of the outer deciles (0.2 if calibrated)
     u = xm.pit_values(p, t)
     out["pit_outer_fraction"] = float(np.mean((u < 0.1) | (u > 0.9)))
+    # the sign of pe99: > 0 members' tail too heavy, < 0 too weak (mm/h)
+    out["q99_bias"] = float(xm.percentile_bias(p, t, 99.0))
     # the randomized PIT (ties spread: 0 for a perfect forecast) and the mid-rank PITD a
     # perfect forecast gets on this truth (xsuperres.metrics.pitd_floor)
     out["pitd_randomized"] = float(xm.pitd(p, t, ties="randomized"))
@@ -121,11 +123,12 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def table(results: dict[str, dict[str, float]], cols=METRICS, width: int = 10) -> str:
-    """A fixed-width text table, one row per method."""
+    """A fixed-width text table, one row per method (``-`` where a row lacks a column)."""
     name_w = max(len(n) for n in results) + 2
     lines = [f"{'method':<{name_w}}" + "".join(f"{c:>{width}}" for c in cols)]
     for name, r in results.items():
-        lines.append(f"{name:<{name_w}}" + "".join(f"{r[c]:>{width}.4f}" for c in cols))
+        lines.append(f"{name:<{name_w}}" + "".join(
+            f"{r[c]:>{width}.4f}" if c in r else f"{'-':>{width}}" for c in cols))
     return "\n".join(lines)
 
 

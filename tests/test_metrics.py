@@ -20,6 +20,7 @@ from xsuperres.metrics import (
     mae,
     mse,
     pe99,
+    percentile_bias,
     pit_values,
     pitd,
     pitd_floor,
@@ -90,6 +91,27 @@ def test_mse_mae_pe99_reference(data):
     assert mae(pred, truth) == pytest.approx(np.mean([np.mean(np.abs(p[m] - t)) for m in range(3)]), rel=RTOL)
     expected = abs(np.percentile(p.ravel(), 99) - np.percentile(t.ravel(), 99))
     assert pe99(pred, truth) == pytest.approx(expected, rel=RTOL)
+
+
+def test_percentile_bias_sign_and_hand_case(data):
+    pred, truth = data
+    p, t = pred.astype(np.float64), truth.astype(np.float64)
+    expected = np.percentile(p.ravel(), 90) - np.percentile(t.ravel(), 90)
+    assert percentile_bias(pred, truth, 90) == pytest.approx(expected, rel=RTOL)
+    assert abs(percentile_bias(pred, truth)) == pytest.approx(pe99(pred, truth), rel=RTOL)
+    # hand case: truth 0..100 (q99 = 99); two members, the truth and twice the truth,
+    # pooled: the 99th percentile of [0..100, 0, 2, .., 200] by linear interpolation
+    t1 = np.arange(101.0).reshape(1, 101)  # one frame of one row
+    members = np.stack([t1, 2 * t1])
+    pooled = np.sort(members.ravel())
+    rank = 0.99 * (pooled.size - 1)
+    lo = int(rank)
+    q99 = pooled[lo] + (rank - lo) * (pooled[lo + 1] - pooled[lo])
+    assert percentile_bias(members, t1) == pytest.approx(q99 - 99.0)
+    assert percentile_bias(members, t1) > 0  # too heavy a tail reads positive
+    assert percentile_bias(members[:1] * 0.5, t1) == pytest.approx(49.5 - 99.0)  # too weak: negative
+    with pytest.raises(ValueError, match="q=101"):
+        percentile_bias(members, t1, 101)
 
 
 def test_lsd_reference(data):

@@ -41,6 +41,7 @@ __all__ = [
     "mae",
     "mse",
     "pe99",
+    "percentile_bias",
     "pit_deviation",
     "pit_values",
     "pitd",
@@ -147,16 +148,29 @@ def mae(pred: ArrayLike, truth: ArrayLike) -> float:
     return _mean_or_nan(np.abs(p - t))
 
 
+def percentile_bias(pred: ArrayLike, truth: ArrayLike, q: float = 99.0) -> float:
+    """Signed percentile error ``qq(pred) - qq(truth)`` (units of the data, e.g. mm h-1).
+
+    Positive when the members' pooled ``q``-th percentile is above the truth's (too
+    heavy a tail), negative when below (too weak). Percentiles use numpy's default
+    (linear) interpolation over all valid values (NaN in ``truth`` excluded); the
+    members of ``pred`` are pooled. :func:`pe99` is ``abs(percentile_bias(pred, truth, 99))``.
+    """
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile q={q!r} must lie in [0, 100]")
+    p, t = _valid(pred, truth)
+    if not t.size:
+        return float("nan")
+    return float(np.percentile(p, q) - np.percentile(t, q))
+
+
 def pe99(pred: ArrayLike, truth: ArrayLike) -> float:
     """99th-percentile error ``|q99(pred) - q99(truth)|`` (mm h-1).
 
     Percentiles use numpy's default (linear) interpolation over all valid values;
-    the members of ``pred`` are pooled.
+    the members of ``pred`` are pooled. Its sign is :func:`percentile_bias`.
     """
-    p, t = _valid(pred, truth)
-    if not t.size:
-        return float("nan")
-    return float(abs(np.percentile(p, 99) - np.percentile(t, 99)))
+    return abs(percentile_bias(pred, truth, 99.0))
 
 
 # --------------------------------------------------------------------------- spectra

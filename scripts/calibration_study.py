@@ -12,6 +12,8 @@ scores the run's model under inference-time variants, one at a time against the 
 * the mass-conservation settings applied to the output: the threshold ``a`` of
   ``r_a`` (x 0, 0.5, 2 of the trained value) and the exponent ``p`` of ``F(x) = x ** p``
   (0.8, 1.25);
+* the residual scale at inference (x 1.5, 2 of the trained value: the sampled residual
+  around the deterministic mean ``U_det`` inflated, a post-hoc spread inflation);
 * the seed (two seeds of the default: the noise level of every number);
 * the mass-conservation mode of the output: the default ``"auto"`` against the other
   mode (block for the shipped (S <= 10) recipes, so against the ``"tile"`` mode they were
@@ -22,8 +24,9 @@ scores the run's model under inference-time variants, one at a time against the 
 second seed always).
 
 CRPS, PITD, pe99 and LSD of each, next to RainFARM's from the run, in ``RUN/calibration.json``
-and a printed table. ``beta_max`` and the residual scale act during training and are
-not varied here (they need a retrained diffusion stage).
+and a printed table. ``beta_max`` acts during training and is not varied here (it needs a
+retrained diffusion stage); the residual scale is varied only at inference (the network
+still models the residual scaled by the trained value).
 
 Usage::
 
@@ -48,9 +51,10 @@ from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
 
 
-def variant(model: SRModel, **config_changes) -> SRModel:
-    """``model`` with some configuration fields changed, same weights."""
-    m = SRModel(model.config.replace(**config_changes), model.normalization, model.metadata)
+def variant(model: SRModel, normalization: dict | None = None, **config_changes) -> SRModel:
+    """``model`` with some configuration fields (and normalization entries) changed, same weights."""
+    norm = {**model.normalization, **(normalization or {})}
+    m = SRModel(model.config.replace(**config_changes), norm, model.metadata)
     m.load_state_dict(model.state_dict())
     return m.eval()
 
@@ -98,6 +102,11 @@ def main(argv=None) -> int:
         ]
         for f in (0.0, 0.5, 2.0):
             plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
+                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+        rs = float(model.normalization.get("residual_scale", 1.0))
+        for k in (1.5, 2.0):  # members' residuals around U_det inflated by k (spread inflation)
+            plan.append((f"residual x {k:g} at inference ({rs * k:.3g})",
+                         variant(model, normalization={"residual_scale": rs * k}),
                          dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
         for pw in (0.8, 1.25):
             plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),

@@ -91,6 +91,9 @@ def test_scores_of_a_perfect_and_a_shifted_ensemble():
     shifted = heldout.scores((truth + 1.0)[:, None], truth)  # one member, +1 mm/h everywhere
     assert shifted["crps"] == pytest.approx(1.0, rel=1e-5) and shifted["mae"] == pytest.approx(1.0, rel=1e-5)
     assert shifted["pe99"] == pytest.approx(1.0, rel=1e-4)
+    assert shifted["q99_bias"] == pytest.approx(1.0, rel=1e-4)  # too heavy: positive
+    assert heldout.scores((truth * 0.5)[:, None], truth)["q99_bias"] == pytest.approx(
+        -0.5 * np.percentile(truth, 99), rel=1e-4)  # halved: too weak, negative
     # PIT pools each frame's member pixels: a dry truth under a wet ensemble is always
     # below it (u = 0, an outer decile); a truth inside the ensemble's range is not
     dry = np.zeros_like(truth)
@@ -101,6 +104,11 @@ def test_scores_of_a_perfect_and_a_shifted_ensemble():
     assert "spread_error" not in shifted
     pm = np.stack([truth - 1.0, truth + 1.0], axis=1)
     assert heldout.scores(pm, truth)["spread_error"] == pytest.approx(2.0, rel=1e-6)
+    # a row without a column prints "-" in it
+    text = heldout.table({"one member": shifted, "two members": heldout.scores(pm, truth)},
+                         cols=("crps", "spread_error"))
+    assert text.splitlines()[1].split()[-1] == "-"
+    assert float(text.splitlines()[2].split()[-1]) == pytest.approx(2.0, abs=1e-4)
 
 
 def test_loeo_summary_checks_the_targets(tmp_path):

@@ -23,8 +23,8 @@ scores the run's model under inference-time variants, one at a time against the 
 [TEXT ...]`` only the variants whose label contains one of the texts (the default and its
 second seed always).
 
-CRPS, PITD, pe99 and LSD of each, next to RainFARM's from the run, in ``RUN/calibration.json``
-and a printed table. ``beta_max`` acts during training and is not varied here (it needs a
+CRPS, PITD, pe99 (and its sign, ``q99_bias``), LSD and the spread-error ratio of each, next to
+RainFARM's from the run, in ``--out`` (default ``RUN/calibration.json``) and a printed table. ``beta_max`` acts during training and is not varied here (it needs a
 retrained diffusion stage); the residual scale is varied only at inference (the network
 still models the residual scaled by the trained value).
 

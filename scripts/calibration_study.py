@@ -23,9 +23,10 @@ scores the run's model under inference-time variants, one at a time against the 
 [TEXT ...]`` only the variants whose label contains one of the texts (the default and its
 second seed always).
 
-CRPS, PITD, pe99 (and its sign, ``q99_bias``), LSD and the spread-error ratio of each, next to
-RainFARM's from the run, in ``--out`` (default ``RUN/calibration.json``) and a printed table. ``beta_max`` acts during training and is not varied here (it needs a
-retrained diffusion stage); the residual scale is varied only at inference (the network
+CRPS, PITD, pe99 (and its sign, ``q99_bias``), LSD and the spread-error ratio of each, next
+to RainFARM's from the run, in ``--out`` (default ``RUN/calibration.json``) and a printed
+table. ``beta_max`` acts during training and is not varied here (it needs a retrained
+diffusion stage); the residual scale is varied only at inference (the network
 still models the residual scaled by the trained value).
 
 Usage::
@@ -82,35 +83,36 @@ def main(argv=None) -> int:
 
     mode = inference_mass_conservation(c)
     other = "block" if mode == "tile" else "tile"
+    default = dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)  # predict keywords
     plan = [  # (label, model, predict keywords)
         (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}, {mode} MC (auto)", model,
-         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)),
-        (f"default, seed {seed + 1}", model, dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed + 1)),
+         default),
+        (f"default, seed {seed + 1}", model, {**default, "seed": seed + 1}),
         (f"{other} MC" + (" (the training mode)" if other == c.mass_conservation else ""), model,
-         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed, mass_conservation=other)),
+         {**default, "mass_conservation": other}),
     ]
     if args.quick:
         plan = plan[:3]
     else:
         plan += [
-            ("dpmpp_2m 5 steps", model, dict(sampler="dpmpp_2m", steps=5, n_members=M, seed=seed)),
-            ("dpmpp_2m 20 steps", model, dict(sampler="dpmpp_2m", steps=20, n_members=M, seed=seed)),
-            ("ddim 20 steps, eta 0", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed)),
-            ("ddim 20 steps, eta 1", model, dict(sampler="ddim", steps=20, n_members=M, seed=seed, eta=1.0)),
-            ("3 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=3, seed=seed)),
-            ("10 members", model, dict(sampler="dpmpp_2m", steps=10, n_members=10, seed=seed)),
+            ("dpmpp_2m 5 steps", model, {**default, "steps": 5}),
+            ("dpmpp_2m 20 steps", model, {**default, "steps": 20}),
+            ("ddim 20 steps, eta 0", model, {**default, "sampler": "ddim", "steps": 20}),
+            ("ddim 20 steps, eta 1", model, {**default, "sampler": "ddim", "steps": 20, "eta": 1.0}),
+            ("3 members", model, {**default, "n_members": 3}),
+            ("10 members", model, {**default, "n_members": 10}),
         ]
         for f in (0.0, 0.5, 2.0):
             plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
-                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+                         default))
         rs = float(model.normalization.get("residual_scale", 1.0))
         for k in (1.5, 2.0):  # members' residuals around U_det inflated by k (spread inflation)
             plan.append((f"residual x {k:g} at inference ({rs * k:.3g})",
                          variant(model, normalization={"residual_scale": rs * k}),
-                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+                         default))
         for pw in (0.8, 1.25):
             plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),
-                         dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)))
+                         default))
 
     if args.only:
         plan = plan[:2] + [v for v in plan[2:] if any(t in v[0] for t in args.only)]

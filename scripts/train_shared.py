@@ -21,7 +21,9 @@ What it does
    stages get different epoch counts because on a CPU the mean network (which sees all
    ``L`` context frames at full resolution) costs ~10x more per sample than the diffusion
    network. Per-epoch checkpoints go to ``OUT/checkpoints-*``: rerunning the script
-   resumes.
+   resumes. ``--mean-from MODEL`` takes the mean network of a trained model instead and
+   trains the diffusion stage only; ``--residual-power 1`` divides the residual by a scale
+   that grows with the mean (``TrainOptions.residual_power``).
 4. Evaluates on the validation samples (validation tiles of every event): bicubic
    interpolation of the tile's last LR frame (``xsuperres.nn.baselines.bicubic_baseline``),
    nearest neighbour (``nearest_baseline``: every HR frame of the block is the LR frame),
@@ -77,6 +79,7 @@ from xsuperres.training.data import build_training_data
 from xsuperres.training.edsr import train_edsr
 from xsuperres.training.loop import fit
 from xsuperres.training.options import DIFFUSION_MEANS
+from xsuperres.training.warmstart import resolve_init
 
 sys.path.insert(0, str(Path(__file__).parent))
 from heldout import (heldout_figure, rainfarm_members, scores, table, temporal_peer,  # noqa: E402
@@ -140,6 +143,12 @@ def parse(argv=None) -> argparse.Namespace:
                    help="also train the EDSR baseline for this many epochs on the same samples (0: no EDSR row)")
     p.add_argument("--diffusion-mean", default="network", choices=DIFFUSION_MEANS,
                    help="the mean the diffusion stage is trained around (S = 1: a temporal peer)")
+    p.add_argument("--residual-power", type=float, default=0.0,
+                   help="diffusion stage: residual scale (D + floor) ** POWER (0: one global scale)")
+    p.add_argument("--residual-floor", type=float, default=0.03, help="its floor (normalized units)")
+    p.add_argument("--mean-from", default=None, metavar="MODEL",
+                   help="take the mean network of this model (a saved folder or a shipped name) and "
+                        "train the diffusion stage only (--mean-epochs is then unused)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--train-only", action="store_true",
@@ -197,12 +206,18 @@ def train_models(td, args: argparse.Namespace, out: Path, log: logging.Logger):
                   mc_start_epoch=args.mc_start_epoch, seed=args.seed, device=args.device, progress=False,
                   augment=args.augment)
     t0 = time.perf_counter()
-    mean_model = fit(None, args.S, args.T, training_data=td, stage="mean", epochs=args.mean_epochs,
-                     checkpoint_dir=str(out / "checkpoints-mean"), **common)
+    if args.mean_from is not None:  # its mean network, frozen: only the diffusion stage trains
+        mean_model = resolve_init(args.mean_from)
+        log.info("mean network from %s (its mean stage: %s epochs)", args.mean_from,
+                 (mean_model.history or {}).get("mean", {}).get("epochs_run"))
+    else:
+        mean_model = fit(None, args.S, args.T, training_data=td, stage="mean", epochs=args.mean_epochs,
+                         checkpoint_dir=str(out / "checkpoints-mean"), **common)
     t_mean = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = fit(None, args.S, args.T, training_data=td, mean_from=mean_model, epochs=args.diffusion_epochs,
-                checkpoint_dir=str(out / "checkpoints-diffusion"), diffusion_mean=args.diffusion_mean, **common)
+                checkpoint_dir=str(out / "checkpoints-diffusion"), diffusion_mean=args.diffusion_mean,
+                residual_power=args.residual_power, residual_floor=args.residual_floor, **common)
     t_diff = time.perf_counter() - t0
     model.save(out / "model")
     log.info("training done: mean %.1f min, diffusion %.1f min", t_mean / 60, t_diff / 60)
@@ -332,7 +347,9 @@ def main(argv=None) -> int:
                      "diffusion_mean": args.diffusion_mean,
                      "cap_quantile": args.cap_quantile or 0.995, "cap_mm_h": td.config.cap,
                      "edsr": None if edsr is None else edsr.metadata,
-                     "residual_scale": model.normalization.get("residual_scale")},
+                     "residual_scale": model.normalization.get("residual_scale"),
+                     "residual_power": model.normalization.get("residual_power", 0.0),
+                     "residual_floor": model.normalization.get("residual_floor")},
         "history": meta.get("history"),
         "wall_time_min": {"mean_stage": t_mean / 60, "diffusion_stage": t_diff / 60,
                           "evaluation": {k: v / 60 for k, v in timing.items()},

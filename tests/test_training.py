@@ -539,7 +539,8 @@ def test_several_events(knmi_small):
 #: The defaults documented in train()'s docstring and docs/training.md.
 DOCUMENTED_DEFAULTS = dict(epochs=80, batch_size=12, lr=1e-4, patience=8, mc_start_epoch=20, fold=0,
                            n_folds=4, valid=None, valid_events=None, seed=0, device="auto", progress=True,
-                           checkpoint_dir=None, stage="both", augment=False, diffusion_mean="network")
+                           checkpoint_dir=None, stage="both", augment=False, diffusion_mean="network",
+                           residual_power=0.0, residual_floor=0.03)
 
 
 def test_train_options_defaults_are_train_defaults():

@@ -4,7 +4,9 @@
   ``clip=False``; :func:`normalize_precip`) and back
   (:func:`denormalize_precip`); :func:`_check_cap` is the one validator of caps;
 * a model's statistics against its configuration (:func:`check_normalization`);
-* topography: min-max scaling with the training range (:func:`normalize_topography`).
+* topography: min-max scaling with the training range (:func:`normalize_topography`);
+* the residual of the diffusion stage: its scale, global or growing with the mean
+  (:func:`residual_std`).
 
 numpy or torch inputs; imports torch and numpy only.
 """
@@ -31,7 +33,7 @@ def _check_cap(cap: float) -> float:
 
 
 #: The keys of ``SRModel.normalization`` that :func:`check_normalization` knows.
-_KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale")
+_KNOWN_NORM_KEYS = ("cap", "topo_min", "topo_max", "residual_scale", "residual_power", "residual_floor")
 
 
 def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[str, Any]:
@@ -44,6 +46,8 @@ def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[
     norm
         ``cap`` (mm/h), ``topo_min`` and ``topo_max`` (m), ``residual_scale``
         (normalized units); missing keys get the config's cap, ``None`` and 1.0.
+        ``residual_power`` and ``residual_floor`` (:func:`residual_std`) are checked
+        when present and left out otherwise (models saved before them read as before).
 
     Returns
     -------
@@ -55,7 +59,8 @@ def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[
     ValueError
         A cap that is not positive and finite or disagrees with ``config.cap``; a
         non-finite topography bound, only one of the two, or ``topo_max < topo_min``; a
-        ``residual_scale`` that is not positive and finite.
+        ``residual_scale`` or ``residual_floor`` that is not positive and finite, a
+        ``residual_power`` that is negative or not finite.
     """
     out: dict[str, Any] = dict(norm) if norm is not None else {}
     cfg_cap = config.cap
@@ -86,7 +91,45 @@ def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[
     if not (math.isfinite(rs) and rs > 0):
         raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
     out["residual_scale"] = rs
+    if "residual_power" in out or "residual_floor" in out:
+        p = float(out.get("residual_power", 0.0))
+        fl = float(out.get("residual_floor", 1.0))
+        if not (math.isfinite(p) and p >= 0):
+            raise ValueError(f"normalization['residual_power'] must be a finite number >= 0, got {p!r}")
+        if not (math.isfinite(fl) and fl > 0):
+            raise ValueError(f"normalization['residual_floor'] must be > 0 (normalized units), got {fl!r}")
+        out["residual_power"], out["residual_floor"] = p, fl
     return out
+
+
+def residual_std(D: torch.Tensor, norm: Mapping[str, Any]) -> torch.Tensor | float:
+    """The scale of the residual that the diffusion network models, ``r0 = (y - D) / std``.
+
+    ``std = residual_scale * (max(D, 0) + residual_floor) ** residual_power``: one number
+    with ``residual_power = 0`` (the default, and every model trained before the key), or
+    a field that grows with the mean, so that the scaled residual has about unit variance
+    in light rain and in convective cores alike (their residuals differ by two orders of
+    magnitude, and a variance-preserving diffusion that starts from unit noise cannot
+    reach a residual much larger than 1).
+
+    Parameters
+    ----------
+    D
+        The mean (normalized units, ``mm/h / cap``), any shape.
+    norm
+        The model's normalization: ``residual_scale`` (default 1), ``residual_power``
+        (default 0), ``residual_floor`` (normalized units, default 1).
+
+    Returns
+    -------
+    torch.Tensor or float
+        A tensor shaped like ``D``, or a float when the scale does not depend on ``D``.
+    """
+    rs = float(norm.get("residual_scale", 1.0))
+    p = float(norm.get("residual_power", 0.0))
+    if p == 0:
+        return rs
+    return rs * (D.clamp_min(0) + float(norm.get("residual_floor", 1.0))) ** p
 
 
 def _as_float_array(x: Any) -> np.ndarray:

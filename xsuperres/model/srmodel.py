@@ -50,7 +50,7 @@ from ..progress import progress_callback
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
 from .inputs import _topo_slice, prepare_inputs, prepare_mean
-from .normalization import ArrayLike, check_normalization, normalize_precip
+from .normalization import ArrayLike, check_normalization, normalize_precip, residual_std
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -76,6 +76,10 @@ class SRModel(nn.Module):
             (normalized units), so that the residual has roughly unit variance (see
             :mod:`xsuperres.nn.diffusion`, "Data scale"). A trainer that uses it must
             divide the residual by the same value.
+        ``residual_power``, ``residual_floor``
+            Optional (default 0 and 1): a residual scale that grows with the mean,
+            ``residual_scale * (D + residual_floor) ** residual_power``
+            (:func:`~xsuperres.model.normalization.residual_std`).
 
         Further JSON-serialisable keys are kept and saved as they are.
     metadata
@@ -432,7 +436,6 @@ class SRModel(nn.Module):
         ns = max(1, bs // M)  # samples per chunk of the deterministic stage
         total = n_steps * sum(-(-min(ns, N - s0) * M // bs) for s0 in range(0, N, ns))
         report = progress_callback(progress, total)
-        rscale = float(self.normalization["residual_scale"])
         kw: dict[str, Any] = {}
         if spacing is not None:
             kw["spacing"] = spacing
@@ -470,7 +473,7 @@ class SRModel(nn.Module):
                             progress=step_cb, **kw,
                         )
                         done += n_steps
-                        y = conserve_mass(Db + rscale * r0, tb, c)
+                        y = conserve_mass(Db + residual_std(Db, self.normalization) * r0, tb, c)
                         y = (y * cap).cpu().numpy()
                         for k, (i, m) in enumerate(sub):
                             out[s0 + i, m] = y[k]

@@ -106,6 +106,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--diffusion-mean", choices=DIFFUSION_MEANS, default=_D["diffusion_mean"],
                    help="the mean the diffusion stage learns the residual around: the mean network "
                         "(default) or, for S = 1, T > 1, a temporal peer (motion needs pysteps)")
+    p.add_argument("--residual-power", type=float, default=_D["residual_power"],
+                   help="residual scale growing with the mean, (D + floor) ** POWER "
+                        f"(default {_D['residual_power']:g}: one global scale)")
+    p.add_argument("--residual-floor", type=float, default=_D["residual_floor"],
+                   help=f"floor of that scale, normalized units (default {_D['residual_floor']:g})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no per-epoch log lines")
     p.set_defaults(func=run)

@@ -17,6 +17,9 @@ losses: :mod:`xsuperres.training.losses`):
    exactly as at inference. ``residual_scale`` is the root-mean-square residual of (up to
    256 evenly spaced) training samples, stored in ``model.normalization`` so that the
    diffusion works on unit-scale data (see :mod:`xsuperres.nn.diffusion`, "Data scale").
+   With ``residual_power > 0`` the residual is divided by a scale that grows with ``D``
+   (:func:`~xsuperres.model.normalization.residual_std`) and ``residual_scale`` is the
+   RMS of the residual divided by its ``D``-dependent part.
    Loss = :func:`~xsuperres.nn.diffusion.v_loss` (``j ~ U{1..J}``, L2 on ``v``). The
    validation loss is the same v-loss with noise and steps from a generator re-seeded
    identically every epoch, so it is comparable across epochs. ``D`` of every training
@@ -335,6 +338,8 @@ def fit(
         fingerprint["augment"] = "dihedral"
     if opts.diffusion_mean != "network":  # likewise
         fingerprint["diffusion_mean"] = opts.diffusion_mean
+    if opts.residual_power:  # likewise
+        fingerprint["residual_power"] = [opts.residual_power, opts.residual_floor]
     init_digest = None
     if init is not None:
         init_digest = weights_digest(init)
@@ -371,6 +376,8 @@ def fit(
         for p in model.mean_net.parameters():
             p.requires_grad_(False)
         diff_resume = resume if resume is not None and resume["state"]["stage"] == "diffusion" else None
+        if opts.residual_power:
+            model.normalization.update(residual_power=opts.residual_power, residual_floor=opts.residual_floor)
         if diff_resume is None:
             # a given mean rides on the items; U_det's is computed on the 256 samples only
             scale_ds = run.td.train if run.given_means is None else _stage_data(run, run.td.train)
@@ -401,6 +408,8 @@ def fit(
                      "optimizer": "Adam", "schedule": "CosineAnnealingLR(T_max=epochs)",
                      "amp": "bf16 autocast" if dev.type == "cuda" else None,
                      "residual_scale": model.normalization.get("residual_scale"),
+                     "residual_power": opts.residual_power,
+                     "residual_floor": opts.residual_floor if opts.residual_power else None,
                      "resumed_from": resumed_from, "mean_from_model": mean_from is not None,
                      "init": None if init is None else {
                          "weights_sha256": init_digest, "config": init.config.to_dict(),
@@ -436,6 +445,8 @@ def train(
     stage: str = DEFAULT.stage,
     augment: bool = DEFAULT.augment,
     diffusion_mean: str = DEFAULT.diffusion_mean,
+    residual_power: float = DEFAULT.residual_power,
+    residual_floor: float = DEFAULT.residual_floor,
     dims: dict[str, Hashable] | None = None,
     options: TrainOptions | None = None,
     init: SRModel | str | None = None,
@@ -501,6 +512,11 @@ def train(
         ``"motion"``, ``"linear"`` or ``"persistence"``: around that temporal peer, the
         mean ``downscale(..., mean=...)`` gives it at inference (see
         :class:`~xsuperres.training.options.TrainOptions`).
+    residual_power, residual_floor
+        The residual of the diffusion stage divided by
+        ``residual_scale * (D + residual_floor) ** residual_power`` (``D`` and the floor in
+        normalized units): ``0`` (default) one global scale; ``1`` a scale that grows
+        with the mean (:func:`~xsuperres.model.normalization.residual_std`).
     dims
         Explicit dimension names (:func:`xsuperres.find_dims`).
     options

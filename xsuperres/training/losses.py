@@ -4,9 +4,11 @@ The forward passes are those of inference (:mod:`xsuperres.nn.denoiser`), with b
 autocast on CUDA; :mod:`xsuperres.training.loop` runs them epoch by epoch.
 
 * :func:`mean_loss` -- MSE between ``U_det``'s mean ``D`` and the target (normalized);
-* :func:`diffusion_loss` -- the v-loss of ``U_dif`` on ``r0 = (target - D) /
-  residual_scale``, ``D`` taken from the batch (``"mean"``) when it carries one;
-* :func:`residual_scale` -- the RMS of ``target - D`` that scales the residuals;
+* :func:`diffusion_loss` -- the v-loss of ``U_dif`` on ``r0 = (target - D) / std``,
+  ``std`` the residual scale (:func:`~xsuperres.model.normalization.residual_std`), ``D``
+  taken from the batch (``"mean"``) when it carries one;
+* :func:`residual_scale` -- the RMS of ``(target - D)`` (divided by the ``D``-dependent
+  part of the scale when the model has one) that scales the residuals;
 * :func:`with_frozen_mean` -- a sample dataset whose items carry ``D``, computed once: the
   mean network is frozen during the diffusion stage and deterministic in eval mode.
 """
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..model import SRModel
+from ..model.normalization import residual_std
 from ..nn.denoiser import mean_stage, upsample_context
 
 __all__ = ["MEAN_CACHE_BYTES", "batch_inputs", "diffusion_loss", "loader", "mean_loss", "mean_output",
@@ -97,7 +100,7 @@ def diffusion_loss(model: SRModel, batch, device: torch.device, generator: torch
             D = batch["mean"].to(device, non_blocking=True)
         else:
             D = mean_output(model, ctx, ctx_up, topo, True, device)
-        r0 = (target - D) / float(model.normalization["residual_scale"])
+        r0 = (target - D) / residual_std(D, model.normalization)
     return model.denoiser.loss(r0, D, ctx_up[:, -1:], ctx_up, generator,
                                amp=device.type == "cuda")
 
@@ -106,8 +109,11 @@ def residual_scale(model: SRModel, ds, batch_size: int, device: torch.device) ->
     """RMS of ``target - D`` over up to 256 evenly spaced samples of ``ds`` (normalized).
 
     ``D`` is the item's ``"mean"`` when it carries one, else the mean network's output
-    with mass conservation. Returns 1.0 when the RMS is zero or not finite.
+    with mass conservation. With a ``residual_power`` in the model's normalization, the
+    RMS of ``(target - D) / (D + residual_floor) ** residual_power``, so that the scaled
+    residual has unit RMS either way. Returns 1.0 when the RMS is zero or not finite.
     """
+    shape_only = {**model.normalization, "residual_scale": 1.0}
     n = len(ds)
     idx = np.unique(np.linspace(0, n - 1, min(n, 256)).round().astype(int)).tolist()
     total, count = 0.0, 0
@@ -117,7 +123,7 @@ def residual_scale(model: SRModel, ds, batch_size: int, device: torch.device) ->
             ctx, ctx_up, topo, target = batch_inputs(batch, S, device)
             D = batch["mean"].to(device) if "mean" in batch else \
                 mean_output(model, ctx, ctx_up, topo, True, device)
-            r = (target - D).double()
+            r = ((target - D) / residual_std(D, shape_only)).double()
             total += float((r * r).sum())
             count += r.numel()
     rms = math.sqrt(total / count) if count else 0.0

@@ -124,6 +124,16 @@ class TrainOptions:
         event's whole LR sequence (:func:`~xsuperres.training.data.time_means`): the
         mean that ``downscale(..., mean=...)`` gives the diffusion stage at inference.
         The mean stage is trained either way.
+    residual_power, residual_floor
+        The scale of the residual the diffusion stage models:
+        ``residual_scale * (D + residual_floor) ** residual_power``
+        (:func:`~xsuperres.model.normalization.residual_std`; ``D`` and the floor in
+        normalized units, ``mm/h / cap``). ``residual_power = 0`` (default): one global
+        scale, the RMS residual. ``1`` with the floor ``0.03``: a residual scale that
+        grows with the mean (on the training samples of a (10, 1) fold the residual's RMS
+        grows from 0.01 where ``D`` is dry to 2.2 where ``D > 3``, and divided by
+        ``D + 0.03`` it stays between 0.8 and 2 in every intensity bin). Finite, ``>= 0``
+        and ``> 0``. Saved in the model's normalization; the mean stage does not use them.
     """
 
     epochs: int = 80
@@ -142,6 +152,8 @@ class TrainOptions:
     stage: str = "both"
     augment: bool = False
     diffusion_mean: str = "network"
+    residual_power: float = 0.0
+    residual_floor: float = 0.03
 
     def __post_init__(self) -> None:
         # imported here: the model module needs torch, this one does not
@@ -160,6 +172,14 @@ class TrainOptions:
         if lr < 0:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
         put("lr", lr)
+        power, floor = finite_float(self.residual_power, "residual_power"), finite_float(self.residual_floor,
+                                                                                          "residual_floor")
+        if power < 0:
+            raise ValueError(f"residual_power must be a finite number >= 0, got {self.residual_power!r}")
+        if floor <= 0:
+            raise ValueError(f"residual_floor must be > 0 (normalized units), got {self.residual_floor!r}")
+        put("residual_power", power)
+        put("residual_floor", floor)
         _resolve_device(self.device)  # raises a ValueError listing the valid devices
         put("progress", bool(self.progress))
         put("augment", bool(self.augment))

@@ -276,6 +276,10 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
     rep = ("" if clip is None or fold_clip is None or fold_clip == clip else
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
+    power = d0.get("protocol", {}).get("residual_power") or 0.0
+    if power:
+        rep += (f" The residual of the diffusion stage was scaled by (D + "
+                f"{d0['protocol'].get('residual_floor')}) ** {power:g} (`residual_power`).")
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
     if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "

@@ -396,3 +396,20 @@ def test_card_rebuilds_its_own_validation_samples():
     assert truth.shape == (card["evaluation"]["n_samples"], 6, 50, 50)
     bic = package_model.scores(package_model.bicubic_baseline(torch.from_numpy(ctx), 25, 6).numpy()[:, None], truth)
     assert bic["crps"] == pytest.approx(card["scores"]["bicubic"]["crps"], abs=1e-6)
+
+
+def test_residual_scale_study_finds_the_scale_that_made_the_residual():
+    """Residuals drawn as ``(D + 0.03) * z`` (z standard normal): the study's grid choice
+    is that floor and power 1, and its per-bin RMS of the raw residual matches numpy."""
+    rss = pytest.importorskip("residual_scale_study")
+    rng = np.random.default_rng(0)
+    D = np.concatenate([np.zeros(20000), 10 ** rng.uniform(-3, 0.7, 80000)])
+    r = (D + 0.03) * rng.standard_normal(D.size)
+    res = rss.study(D, r)
+    assert res["choice"] == {"floor": 0.03, "power": 1.0}
+    best = next(g for g in res["grid"] if g["floor"] == 0.03 and g["power"] == 1.0)
+    assert best["evenness"] < 1.1
+    sel = (D >= 0.1) & (D < 0.3)
+    b = next(b for b in res["residual_rms_per_bin"] if b["D_from"] == 0.1)
+    assert b["n"] == sel.sum()
+    assert b["rms"] == pytest.approx(np.sqrt(np.mean(r[sel] ** 2)), rel=1e-9)

@@ -157,12 +157,17 @@ def card_markdown(card: dict) -> str:
         + ("`U_det`'s mean" if tr.get("diffusion_mean", "network") == "network" else
            f"the {tr['diffusion_mean']} mean of `xsuperres.temporal` (`train(..., diffusion_mean="
            f"\"{tr['diffusion_mean']}\")`), the mean `downscale` samples around by default")
+        + (f", the residual divided by `residual_scale * (D + {tr['residual_floor']}) ** "
+           f"{tr['residual_power']:g}` (a scale that grows with the mean, `residual_power`)"
+           if tr.get("residual_power") else "")
         + (f"; every training sample turned by a random rotation/reflection" if tr.get("augment") else "")
         + "; Adam, "
         f"lr {tr['lr']}, cosine annealing, batch {tr['batch_size']}, early-stopping patience "
         f"{tr['patience']}, best weights kept, seed {tr['seed']}.",
         f"- Wall time: mean stage {tr['wall_time_min']['mean_stage']:.1f} min, diffusion stage "
-        f"{tr['wall_time_min']['diffusion_stage']:.1f} min, on {card['machine']}.",
+        f"{tr['wall_time_min']['diffusion_stage']:.1f} min, on {card['machine']}."
+        + (f" The mean network is that of `{tr['mean_from']}` before this run (its mean stage's time); "
+           "this run trained the diffusion stage only." if tr.get("mean_from") else ""),
         "",
         "## Held-out scores",
         "",
@@ -455,6 +460,10 @@ def main(argv=None) -> int:
                      **{k: doc["protocol"][k] for k in ("lr", "batch_size", "patience", "seed", "mc_start_epoch")},
                      "diffusion_mean": doc["protocol"].get("diffusion_mean", "network"),
                      "augment": bool(doc["protocol"].get("augment")),
+                     **({"residual_power": doc["protocol"]["residual_power"],
+                         "residual_floor": doc["protocol"].get("residual_floor")}
+                        if doc["protocol"].get("residual_power") else {}),
+                     **({"mean_from": doc["protocol"]["mean_from"]} if doc["protocol"].get("mean_from") else {}),
                      "wall_time_min": stage_min},
         "machine": (f"{m['cpu_count']} x86_64 CPU cores (AMD EPYC VM), {m['torch_threads']} torch thread{'s' if m['torch_threads'] > 1 else ''}, "
                     f"torch {m['torch']}, {m['device']}, no GPU"),

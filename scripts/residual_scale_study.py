@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", required=True, help="folder of scripts/loeo.py runs (loeo_{pair}_{event}/model)")
     p.add_argument("--pair", default="10x1", choices=sorted(PAIRS))
     p.add_argument("--data-dir", default=str(here.parent.parent / "shared" / "data"))
+    p.add_argument("--events", nargs="+", default=None, choices=sorted(EVENTS.values()),
+                   help="only these folds (default: every fold with a model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
     doc = {"pair": args.pair, "bins": [None if np.isinf(e) else e for e in EDGES], "folds": {}}
     for event, short in EVENTS.items():
         run = Path(args.runs) / f"loeo_{args.pair}_{short}"
-        if not (run / "model").exists():
+        if not (run / "model").exists() or (args.events and short not in args.events):
             continue
         res = study(*residuals(run, event, pair_args, args.data_dir))
         doc["folds"][short] = res

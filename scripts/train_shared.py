@@ -340,7 +340,9 @@ def main(argv=None) -> int:
         "split": td.split.describe(),
         "n_samples": {"train": len(td.train), "valid": len(td.valid), "evaluated": int(len(ctx)),
                       "stride": args.stride},
-        "protocol": {"mean_epochs": args.mean_epochs, "diffusion_epochs": args.diffusion_epochs,
+        "protocol": {"mean_epochs": args.mean_epochs if args.mean_from is None
+                     else (meta.get("history") or {}).get("mean", {}).get("epochs_run"),
+                     "mean_from": args.mean_from, "diffusion_epochs": args.diffusion_epochs,
                      "lr": args.lr, "batch_size": args.batch_size, "patience": args.patience,
                      "mc_start_epoch": args.mc_start_epoch, "seed": args.seed,
                      "valid_event": args.valid_event, "augment": args.augment,

@@ -85,21 +85,29 @@ def test_given_mean_dataset_cuts_the_target_block():
         GivenMeanDataset(td.train, [means[0][:3]])
 
 
+def linear_mean_blocks(da):
+    """The training blocks of ``da`` (fold 0 of 2, ``config()``), by a numpy loop: the data
+    and prepared samples, the normalized targets and their linear temporal means."""
+    td = build_training_data(da, 1, 3, config=config(), fold=0, n_folds=2)
+    (m,) = time_means(td, "linear")
+    hr = np.clip(da.values, 0, 20.0) / 20.0
+    targets, means = [], []
+    for _, k, t in td.train.records:
+        tile = td.split.tiles[0][int(k)]
+        sl = (slice(3 * t, 3 * t + 3), tile.yslice, tile.xslice)
+        targets.append(hr[sl])
+        means.append(m[sl])
+    return td, targets, means
+
+
 def test_training_around_the_linear_mean_uses_it():
     da = rain()
     kw = dict(config=config(), epochs=1, progress=False, n_folds=2)
     model = train(da, 1, 3, diffusion_mean="linear", **kw)
     assert model.metadata["protocol"]["diffusion_mean"] == "linear"
     # the residual scale is the RMS of target - linear mean over the (<= 256) training samples
-    td = build_training_data(da, 1, 3, config=config(), fold=0, n_folds=2)
-    (m,) = time_means(td, "linear")
-    hr = np.clip(da.values, 0, 20.0) / 20.0
-    res = []
-    for _, k, t in td.train.records:
-        tile = td.split.tiles[0][int(k)]
-        sl = (slice(3 * t, 3 * t + 3), tile.yslice, tile.xslice)
-        res.append((hr[sl] - m[sl]).ravel())
-    rms = float(np.sqrt(np.mean(np.concatenate(res) ** 2)))
+    td, hr, m = linear_mean_blocks(da)
+    rms = float(np.sqrt(np.mean(np.concatenate([(h - d).ravel() for h, d in zip(hr, m)]) ** 2)))
     assert len(td.train) <= 256
     assert model.normalization["residual_scale"] == pytest.approx(rms, rel=1e-5)
     plain = train(da, 1, 3, **kw)

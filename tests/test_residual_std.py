@@ -9,10 +9,9 @@ import torch
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel
 from xsuperres.model.normalization import check_normalization, residual_std
-from xsuperres.training import TrainOptions, build_training_data, train
-from xsuperres.training.data import time_means
+from xsuperres.training import TrainOptions, train
 
-from test_diffusion_mean import config, rain
+from test_diffusion_mean import config, linear_mean_blocks, rain
 
 
 def test_residual_std_against_numpy():
@@ -72,15 +71,9 @@ def test_training_scales_residuals_by_the_mean():
     assert model.normalization["residual_power"] == 1.0
     assert model.normalization["residual_floor"] == 0.05
     assert model.metadata["protocol"]["residual_power"] == 1.0
-    td = build_training_data(da, 1, 3, config=config(), fold=0, n_folds=2)
-    (m,) = time_means(td, "linear")
-    hr = np.clip(da.values, 0, 20.0) / 20.0
-    res = []
-    for _, k, t in td.train.records:
-        tile = td.split.tiles[0][int(k)]
-        sl = (slice(3 * t, 3 * t + 3), tile.yslice, tile.xslice)
-        res.append(((hr[sl] - m[sl]) / (np.maximum(m[sl], 0) + 0.05)).ravel())
-    rms = float(np.sqrt(np.mean(np.concatenate(res) ** 2)))
+    _, hr, m = linear_mean_blocks(da)
+    rms = float(np.sqrt(np.mean(np.concatenate([((h - d) / (np.maximum(d, 0) + 0.05)).ravel()
+                                                for h, d in zip(hr, m)]) ** 2)))
     assert model.normalization["residual_scale"] == pytest.approx(rms, rel=1e-5)
     plain = train(da, 1, 3, **kw)
     assert "residual_power" not in plain.normalization

@@ -151,3 +151,20 @@ def test_cli_init(knmi, base, tmp_path, capsys):
                        str(saved), "--L", "3"])
     assert rc == 2 and "--preset and --L come from the --init model" in capsys.readouterr().err
     assert np.isfinite(m.normalization["residual_scale"])
+
+
+def test_a_warm_start_keeps_the_init_residual_scaling(knmi, base):
+    """An init whose residual scale grows with the mean (``residual_power``) passes it on,
+    since its diffusion network models residuals scaled that way; a non-zero power given
+    explicitly wins."""
+    grown = xs.SRModel(base.config, normalization={**base.normalization, "residual_power": 1.0,
+                                                   "residual_floor": 0.05})
+    grown.load_state_dict(base.state_dict())
+    kw = dict(epochs=1, batch_size=8, n_folds=2, device="cpu", progress=False)
+    warm = train(knmi[1], 4, 2, init=grown, **kw)
+    assert (warm.normalization["residual_power"], warm.normalization["residual_floor"]) == (1.0, 0.05)
+    assert warm.metadata["protocol"]["residual_power"] == 1.0
+    other = train(knmi[1], 4, 2, init=grown, residual_power=0.5, residual_floor=0.1, **kw)
+    assert (other.normalization["residual_power"], other.normalization["residual_floor"]) == (0.5, 0.1)
+    plain = train(knmi[1], 4, 2, init=base, **kw)
+    assert "residual_power" not in plain.normalization

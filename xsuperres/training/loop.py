@@ -315,6 +315,12 @@ def fit(
         if mean_from is not None:
             raise ValueError("give init (warm start of both networks) or mean_from, not both")
         config = warm_start_config(init, S, T, config)
+        if not opts.residual_power and init.normalization.get("residual_power"):
+            # its diffusion network models residuals scaled by the mean: keep that scaling
+            opts = dataclasses.replace(opts, residual_power=float(init.normalization["residual_power"]),
+                                       residual_floor=float(init.normalization["residual_floor"]))
+            log.info("residual scale by the mean as in init: power %g, floor %g", opts.residual_power,
+                     opts.residual_floor)
     if td is None:
         td = build_training_data(hr, S, T, topography=topography, config=config, fold=opts.fold,
                                  n_folds=opts.n_folds, valid=opts.valid, first_block=first_block,
@@ -531,7 +537,9 @@ def train(
         model (an :class:`~xsuperres.model.SRModel`, a saved-model folder or a
         pretrained model's name such as ``"radar-s10-t3"``) instead of a random
         initialisation, with its architecture, cap and topography scaling; ``config``
-        defaults to ``init.config`` (the cadence taken from the data). See
+        defaults to ``init.config`` (the cadence taken from the data). An ``init`` trained
+        with a residual scale that grows with the mean keeps its ``residual_power`` and
+        ``residual_floor`` unless a non-zero ``residual_power`` is given. See
         :mod:`xsuperres.training.warmstart`.
 
     Returns

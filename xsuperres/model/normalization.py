@@ -8,7 +8,7 @@
 * the residual of the diffusion stage: its scale, global or growing with the mean
   (:func:`residual_std`).
 
-numpy or torch inputs; imports torch and numpy only.
+numpy or torch inputs; imports torch, numpy and the number validators of :mod:`xsuperres.checks`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import torch
+
+from ..checks import finite_float
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -92,14 +94,23 @@ def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[
         raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
     out["residual_scale"] = rs
     if "residual_power" in out or "residual_floor" in out:
-        p = float(out.get("residual_power", 0.0))
-        fl = float(out.get("residual_floor", 1.0))
-        if not (math.isfinite(p) and p >= 0):
-            raise ValueError(f"normalization['residual_power'] must be a finite number >= 0, got {p!r}")
-        if not (math.isfinite(fl) and fl > 0):
-            raise ValueError(f"normalization['residual_floor'] must be > 0 (normalized units), got {fl!r}")
-        out["residual_power"], out["residual_floor"] = p, fl
+        out["residual_power"], out["residual_floor"] = check_residual_scaling(
+            out.get("residual_power", 0.0), out.get("residual_floor", 1.0), "normalization['{}']")
     return out
+
+
+def check_residual_scaling(power: Any, floor: Any, name: str = "{}") -> tuple[float, float]:
+    """The one validator of ``residual_power`` (finite, ``>= 0``) and ``residual_floor``
+    (finite, ``> 0``, normalized units) of :func:`residual_std`, as floats.
+
+    ``name`` formats the key in the messages (e.g. ``"normalization['{}']"``)."""
+    p = finite_float(power, name.format("residual_power"))
+    fl = finite_float(floor, name.format("residual_floor"))
+    if p < 0:
+        raise ValueError(f"{name.format('residual_power')} must be a finite number >= 0, got {power!r}")
+    if fl <= 0:
+        raise ValueError(f"{name.format('residual_floor')} must be > 0 (normalized units), got {floor!r}")
+    return p, fl
 
 
 def residual_std(D: torch.Tensor, norm: Mapping[str, Any]) -> torch.Tensor | float:

@@ -158,6 +158,7 @@ class TrainOptions:
     def __post_init__(self) -> None:
         # imported here: the model module needs torch, this one does not
         from ..model import _resolve_device
+        from ..model.normalization import check_residual_scaling
 
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
@@ -172,12 +173,7 @@ class TrainOptions:
         if lr < 0:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
         put("lr", lr)
-        power, floor = finite_float(self.residual_power, "residual_power"), finite_float(self.residual_floor,
-                                                                                          "residual_floor")
-        if power < 0:
-            raise ValueError(f"residual_power must be a finite number >= 0, got {self.residual_power!r}")
-        if floor <= 0:
-            raise ValueError(f"residual_floor must be > 0 (normalized units), got {self.residual_floor!r}")
+        power, floor = check_residual_scaling(self.residual_power, self.residual_floor)
         put("residual_power", power)
         put("residual_floor", floor)
         _resolve_device(self.device)  # raises a ValueError listing the valid devices

@@ -6,10 +6,14 @@ depend on the weights), it runs :meth:`SRModel.predict` (the deterministic stage
 default sampler, 3 members) on batches of HR tiles and prints
 
 * throughput in HR pixel-frame-members per second, per preset and mode
-  (``fp32``, ``bf16`` autocast, ``compile`` = ``torch.compile`` of both U-Nets, fp32),
+  (``fp32``, ``bf16`` autocast, ``compile`` = ``torch.compile`` of both U-Nets, fp32,
+  ``compile-bf16`` = both; ``compile-na``, ``compile-na-bf16``: ``torch.compile`` of the
+  neighbourhood attention blocks alone, where a GPU spends most of its time),
 * peak GPU memory of each run,
 * the extrapolated time for a year of 400 x 400 hourly HR precipitation at (10, 3) with
   3 members (2920 LR steps x the tiles of the default layout; goal: under 5 minutes);
+* with ``--profile PRESET:MODE``: the 15 operations that take the most device time in one
+  batch of that preset and mode (``torch.profiler``), to show where a year's time goes;
 * with ``--train``: training samples per second of both stages per preset (bf16 autocast,
   as :func:`xsuperres.train` uses on CUDA) and the time a (10, 3) leave-one-event-out
   fold of that preset would take.
@@ -51,6 +55,20 @@ def _model(preset: str, tile: int, device: torch.device):
     return m.to(device).eval()
 
 
+def _compile_neighborhood(model) -> None:
+    """``torch.compile`` of each neighbourhood attention block alone (its plain version,
+    whose (2n+1)^2 shifted products and sums the compiler can fuse): small graphs, one per
+    block."""
+    from xsuperres.nn.attention import NeighborhoodAttention
+
+    for name in ("recompile_limit", "cache_size_limit"):  # one graph per block, not 8 in all
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
+    for m in model.modules():
+        if isinstance(m, NeighborhoodAttention):
+            m.forward = torch.compile(m.forward_reference, dynamic=False)
+
+
 def _tiles_per_step(tile: int) -> int:
     """Tiles of the default layout (overlap p // 4) covering the 400 x 400 HR domain."""
     from xsuperres.downscaling import tile_layout
@@ -62,13 +80,15 @@ def _tiles_per_step(tile: int) -> int:
 def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int | None,
         device: torch.device) -> dict:
     model = _model(preset, tile, device)
-    if mode == "compile":
+    if mode.startswith("compile-na"):
+        _compile_neighborhood(model)
+    elif mode.startswith("compile"):
         model.mean_net = torch.compile(model.mean_net)
         model.diffusion_net = torch.compile(model.diffusion_net)
     p = tile // S
     rng = np.random.default_rng(0)
     x = rng.gamma(0.6, 2.0, size=(batch, model.config.L, p, p)).astype(np.float32)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16"
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode.endswith("bf16")
            else contextlib.nullcontext())
     kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
     with amp:
@@ -88,6 +108,28 @@ def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int 
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else math.nan
     return {"preset": preset, "mode": mode, "tile": tile, "batch": batch, "wall_s": wall,
             "px_frame_members_per_s": rate, "peak_gpu_gib": peak, "year_400x400_s": year_s}
+
+
+def profile(preset: str, mode: str, tile: int, batch: int, device: torch.device, top: int = 15) -> str:
+    """The ``top`` operations by self device time (CPU time on a CPU) of one batch."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    model = _model(preset, tile, device)
+    x = np.random.default_rng(0).gamma(0.6, 2.0, size=(batch, model.config.L, tile // S, tile // S))
+    x = x.astype(np.float32)
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16"
+           else contextlib.nullcontext())
+    kw = dict(n_members=3, device=device, batch_size=3 * batch)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with amp:
+        model.predict(x, **kw)  # warm-up
+        with torch_profile(activities=activities) as prof:
+            model.predict(x, **kw)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
 
 def train_rate(preset: str, device: torch.device, dry_run: bool) -> dict:
@@ -119,6 +161,8 @@ def main() -> None:
                    "--dry-run: compiling the U-Nets takes over 6 minutes on 2 CPU cores)")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--batch", type=int, default=None, help="HR tiles per batch (default 64; 2 with --dry-run)")
+    p.add_argument("--profile", metavar="PRESET:MODE", help="also the top operations of one batch "
+                   "(e.g. tiny:bf16)")
     p.add_argument("--train", action="store_true", help="also training samples/s per preset and stage")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -136,6 +180,12 @@ def main() -> None:
                      lambda r: f"{r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, peak "
                                f"{r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
                                f"3 members: {r['year_400x400_s'] / 60:.1f} min")
+    if args.profile:
+        preset, mode = args.profile.split(":")
+        try:
+            print(f"profile of one batch, {preset} {mode}:\n" + profile(preset, mode, tile, batch, device), flush=True)
+        except Exception as err:  # noqa: BLE001 - report, go on
+            print(f"profile {preset} {mode} failed: {type(err).__name__}: {err}"[:300], flush=True)
     for preset in args.presets.split(",") if args.train else ():
         _measure(rows, args.json, preset, "train", lambda: train_rate(preset, device, args.dry_run),
                  lambda r: f"{r['samples_per_s']['mean']:8.1f} (mean) {r['samples_per_s']['diffusion']:8.1f} "

@@ -269,3 +269,25 @@ def test_cross_attention_batch_mismatch():
     blk = CrossAttention(8, 4, heads=2)
     with pytest.raises(ValueError):
         blk(torch.randn(2, 8, 3, 3), torch.randn(1, 2, 4, 8, 8))
+
+
+def test_neighborhood_under_compile_is_plain(monkeypatch):
+    """While ``torch.compile`` traces (``torch.compiler.is_compiling()``), the CPU kernels,
+    whose ``out=`` writes into strided views break the trace, give way to the plain
+    implementation: bitwise its output, where the CPU kernels differ by rounding."""
+    torch.manual_seed(4)
+    blk = _randomise(NeighborhoodAttention(16, 2, heads=4)).eval()
+    x = torch.randn(3, 16, 9, 11)
+    with torch.no_grad():
+        plain = blk.forward_reference(x)
+        kernels = blk(x)
+        calls = []
+        orig = blk.forward_reference
+        monkeypatch.setattr(blk, "forward_reference", lambda x: calls.append(1) or orig(x))
+        blk(x)
+        assert not calls  # eager on a CPU: the kernels
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        traced = blk(x)
+    assert calls == [1]
+    torch.testing.assert_close(traced, plain, atol=0, rtol=0)
+    torch.testing.assert_close(kernels, plain, atol=2e-6, rtol=1e-6)

@@ -314,7 +314,9 @@ class NeighborhoodAttention(nn.Module):
         shifted keys and values stay in the processor's cache; the result does not depend
         on the grouping (every sample is computed alone) and equals
         :meth:`forward_reference` up to float rounding. On other devices (GPUs), where the
-        kernels' many small operations would each be a kernel launch, it is
+        kernels' many small operations would each be a kernel launch, and under
+        ``torch.compile`` (whose tracer cannot follow the kernels' ``out=`` writes into
+        strided views, and fuses the plain version's operations itself), it is
         :meth:`forward_reference`.
 
         Parameters
@@ -327,7 +329,7 @@ class NeighborhoodAttention(nn.Module):
         torch.Tensor
             Shape ``(N, C, H, W)``.
         """
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
             return self.forward_reference(x)
         N, C, H, W = x.shape
         qkv = self.qkv(self.norm(x))

@@ -20,9 +20,9 @@ default sampler, 3 members) on batches of HR tiles and prints
 
 ``--dry-run`` runs the same code with tiny sizes on whatever device there is (the CPU
 here), to check the script before spending device time; it leaves out ``compile`` unless
-``--modes`` names it (compiling the U-Nets took over 6 minutes on 2 shared CPU cores). A
+``--modes`` names it (compiling the U-Nets takes about 4 minutes on 2 CPU cores). A
 mode that fails (e.g. no bf16 support, no compiler) is reported, not fatal.
-``scripts/device_folds.sh`` runs it on the lent machine (docs/performance.md has the numbers).
+``benchmarks/gpu_check.sh`` runs it on a lent machine (docs/performance.md has the numbers).
 
 Usage::
 
@@ -158,7 +158,7 @@ def main() -> None:
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, any device (check the script)")
     p.add_argument("--presets", default="tiny,standard")
     p.add_argument("--modes", default=None, help="default fp32,bf16,compile (fp32,bf16 with "
-                   "--dry-run: compiling the U-Nets takes over 6 minutes on 2 CPU cores)")
+                   "--dry-run: compiling the U-Nets takes about 4 minutes on 2 CPU cores)")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--batch", type=int, default=None, help="HR tiles per batch (default 64; 2 with --dry-run)")
     p.add_argument("--profile", metavar="PRESET:MODE", help="also the top operations of one batch "

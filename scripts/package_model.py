@@ -260,6 +260,24 @@ def caveats(scores: dict, full: str, valid_event: str | None = None, minutes: fl
 LOEO_METRICS = ("crps", "pitd", "pe99", "lsd")
 
 
+def _residual_scaling_sentence(folds: dict) -> str:
+    """How the folds scaled the diffusion stage's residual, fold by fold where they differ."""
+    def scaling(d: dict) -> str:
+        pr = d.get("protocol", {})
+        power = pr.get("residual_power") or 0.0
+        return f"by (D + {pr.get('residual_floor')}) ** {power:g}" if power else ""
+
+    by = {e: scaling(d) for e, d in folds.items()}
+    kinds = set(by.values())
+    if kinds == {""}:
+        return ""
+    if len(kinds) == 1:
+        return f" The residual of the diffusion stage was scaled {kinds.pop()} (`residual_power`)."
+    parts = [f"{', '.join(e for e in by if by[e] == k)}: "
+             + (f"scaled {k}" if k else "the global scale (`residual_power` 0)") for k in sorted(kinds)]
+    return f" The residual of the diffusion stage was scaled differently per fold ({'; '.join(parts)})."
+
+
 def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
                epochs: tuple[int, int] | None = None) -> dict:
     """The leave-one-event-out rows (CRPS, PITD, pe99, LSD per left-out event) of ``runs``.
@@ -281,10 +299,7 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
     rep = ("" if clip is None or fold_clip is None or fold_clip == clip else
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
-    power = d0.get("protocol", {}).get("residual_power") or 0.0
-    if power:
-        rep += (f" The residual of the diffusion stage was scaled by (D + "
-                f"{d0['protocol'].get('residual_floor')}) ** {power:g} (`residual_power`).")
+    rep += _residual_scaling_sentence(folds)
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
     if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "

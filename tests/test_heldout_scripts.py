@@ -413,3 +413,28 @@ def test_residual_scale_study_finds_the_scale_that_made_the_residual():
     b = next(b for b in res["residual_rms_per_bin"] if b["D_from"] == 0.1)
     assert b["n"] == sel.sum()
     assert b["rms"] == pytest.approx(np.sqrt(np.mean(r[sel] ** 2)), rel=1e-9)
+
+
+def test_loeo_table_says_how_each_fold_scaled_the_residual(tmp_path):
+    """The card's description names the residual scaling: once when the folds agree, fold by
+    fold when they differ (e.g. three folds by the mean, one with the global scale)."""
+    package_model = pytest.importorskip("package_model")
+    res = {"nearest": {"crps": 0.2, "pitd": 0.1, "pe99": 1.0, "lsd": 0.5}}
+
+    def fold(event, protocol):
+        d = tmp_path / f"loeo_10x3_{event}"
+        d.mkdir(exist_ok=True)
+        (d / "results.json").write_text(json.dumps({"results": res, "protocol": protocol}))
+
+    fold("knmi2010", {"residual_power": 1.0, "residual_floor": 0.1})
+    fold("fmi2016", {"residual_power": 1.0, "residual_floor": 0.1})
+    same = package_model.loeo_table(tmp_path, 10, 3)["description"]
+    assert same.endswith(" The residual of the diffusion stage was scaled by (D + 0.1) ** 1 (`residual_power`).")
+    fold("mch2016", {})
+    mixed = package_model.loeo_table(tmp_path, 10, 3)["description"]
+    assert mixed.endswith(" The residual of the diffusion stage was scaled differently per fold "
+                          "(mch2016: the global scale (`residual_power` 0); "
+                          "fmi2016, knmi2010: scaled by (D + 0.1) ** 1).")
+    fold("fmi2016", {})
+    fold("knmi2010", {})
+    assert "residual" not in package_model.loeo_table(tmp_path, 10, 3)["description"]

@@ -55,6 +55,20 @@ def _model(preset: str, tile: int, device: torch.device):
     return m.to(device).eval()
 
 
+def _lr_batch(model, tile: int, batch: int) -> np.ndarray:
+    """``batch`` LR inputs ``(batch, L, p, p)`` of gamma-distributed rain (seed 0)."""
+    p = tile // S
+    x = np.random.default_rng(0).gamma(0.6, 2.0, size=(batch, model.config.L, p, p))
+    return x.astype(np.float32)
+
+
+def _autocast(mode: str, device: torch.device):
+    """bf16 autocast for the ``*bf16`` modes, nothing for the others."""
+    if mode.endswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _compile_neighborhood(model) -> None:
     """``torch.compile`` of each neighbourhood attention block alone (its plain version,
     whose (2n+1)^2 shifted products and sums the compiler can fuse): small graphs, one per
@@ -85,13 +99,9 @@ def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int 
     elif mode.startswith("compile"):
         model.mean_net = torch.compile(model.mean_net)
         model.diffusion_net = torch.compile(model.diffusion_net)
-    p = tile // S
-    rng = np.random.default_rng(0)
-    x = rng.gamma(0.6, 2.0, size=(batch, model.config.L, p, p)).astype(np.float32)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode.endswith("bf16")
-           else contextlib.nullcontext())
+    x = _lr_batch(model, tile, batch)
     kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
-    with amp:
+    with _autocast(mode, device):
         model.predict(x, **kw)  # warm-up (and compilation)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -116,13 +126,10 @@ def profile(preset: str, mode: str, tile: int, batch: int, device: torch.device,
     from torch.profiler import profile as torch_profile
 
     model = _model(preset, tile, device)
-    x = np.random.default_rng(0).gamma(0.6, 2.0, size=(batch, model.config.L, tile // S, tile // S))
-    x = x.astype(np.float32)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if mode == "bf16"
-           else contextlib.nullcontext())
+    x = _lr_batch(model, tile, batch)
     kw = dict(n_members=3, device=device, batch_size=3 * batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with amp:
+    with _autocast(mode, device):
         model.predict(x, **kw)  # warm-up
         with torch_profile(activities=activities) as prof:
             model.predict(x, **kw)

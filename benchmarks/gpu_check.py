@@ -8,7 +8,11 @@ default sampler, 3 members) on batches of HR tiles and prints
 * throughput in HR pixel-frame-members per second, per preset and mode
   (``fp32``, ``bf16`` autocast, ``compile`` = ``torch.compile`` of both U-Nets, fp32,
   ``compile-bf16`` = both; ``compile-na``, ``compile-na-bf16``: ``torch.compile`` of the
-  neighbourhood attention blocks alone, where a GPU spends most of its time),
+  neighbourhood attention blocks alone, where a GPU spends most of its time; ``fused``,
+  ``fused-bf16``: the neighbourhood attention in the fused Triton kernel of
+  :mod:`xsuperres.nn.neighborhood_fused`, which these rows also check block by block
+  against the plain version: largest difference and time per block, on the inputs the
+  blocks get in one batch),
 * peak GPU memory of each run,
 * the extrapolated time for a year of 400 x 400 hourly HR precipitation at (10, 3) with
   3 members (2920 LR steps x the tiles of the default layout; goal: under 5 minutes);
@@ -83,6 +87,56 @@ def _compile_neighborhood(model) -> None:
             m.forward = torch.compile(m.forward_reference, dynamic=False)
 
 
+def _neighborhood_inputs(model, x: np.ndarray, kw: dict, mode: str, device: torch.device) -> list:
+    """``(block, input)`` of each neighbourhood attention block's first call in one batch."""
+    from xsuperres.nn.attention import NeighborhoodAttention
+
+    seen: dict = {}
+
+    def keep(block, args):
+        seen.setdefault(block, args[0].detach().clone())
+
+    blocks = [m for m in model.modules() if isinstance(m, NeighborhoodAttention)]
+    handles = [b.register_forward_pre_hook(keep) for b in blocks]
+    try:
+        with _autocast(mode, device):
+            model.predict(x, **kw)
+    finally:
+        for h in handles:
+            h.remove()
+    return list(seen.items())
+
+
+def _timed(fn, repeats: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` (after one warm-up call)."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / repeats
+
+
+def _fused_block_check(model, x: np.ndarray, kw: dict, mode: str, device: torch.device,
+                       repeats: int) -> dict:
+    """Each neighbourhood attention block on its own input of one batch: the fused kernel
+    against the plain version (largest difference; summed time per call of all blocks)."""
+    pairs = _neighborhood_inputs(model, x, kw, mode, device)
+    diff = scale = t_ref = t_fused = 0.0
+    with torch.inference_mode(), _autocast(mode, device):
+        for block, inp in pairs:
+            ref, fused = block.forward_reference(inp).float(), block.forward_fused(inp).float()
+            diff = max(diff, (fused - ref).abs().max().item())
+            scale = max(scale, ref.abs().max().item())
+            t_ref += _timed(lambda: block.forward_reference(inp), repeats, device)
+            t_fused += _timed(lambda: block.forward_fused(inp), repeats, device)
+    return {"na_blocks": len(pairs), "na_max_abs_diff": diff, "na_max_abs_value": scale,
+            "na_ms_reference": 1e3 * t_ref, "na_ms_fused": 1e3 * t_fused, "na_speedup": t_ref / t_fused}
+
+
 def _tiles_per_step(tile: int) -> int:
     """Tiles of the default layout (overlap p // 4) covering the 400 x 400 HR domain."""
     from xsuperres.downscaling import tile_layout
@@ -93,14 +147,29 @@ def _tiles_per_step(tile: int) -> int:
 
 def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int | None,
         device: torch.device) -> dict:
+    from xsuperres.nn.attention import set_gpu_kernel
+
     model = _model(preset, tile, device)
+    x = _lr_batch(model, tile, batch)
+    kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
+    check = {}
+    if mode.startswith("fused"):
+        check = _fused_block_check(model, x, kw, mode, device, repeats)
+    previous = set_gpu_kernel("triton" if mode.startswith("fused") else "torch")
+    try:
+        row = _throughput(model, preset, mode, x, kw, tile, batch, repeats, device)
+    finally:
+        set_gpu_kernel(previous)
+    return {**row, **check}
+
+
+def _throughput(model, preset: str, mode: str, x: np.ndarray, kw: dict, tile: int, batch: int,
+                repeats: int, device: torch.device) -> dict:
     if mode.startswith("compile-na"):
         _compile_neighborhood(model)
     elif mode.startswith("compile"):
         model.mean_net = torch.compile(model.mean_net)
         model.diffusion_net = torch.compile(model.diffusion_net)
-    x = _lr_batch(model, tile, batch)
-    kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
     with _autocast(mode, device):
         model.predict(x, **kw)  # warm-up (and compilation)
         if device.type == "cuda":
@@ -125,16 +194,22 @@ def profile(preset: str, mode: str, tile: int, batch: int, device: torch.device,
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    from xsuperres.nn.attention import set_gpu_kernel
+
     model = _model(preset, tile, device)
     x = _lr_batch(model, tile, batch)
     kw = dict(n_members=3, device=device, batch_size=3 * batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with _autocast(mode, device):
-        model.predict(x, **kw)  # warm-up
-        with torch_profile(activities=activities) as prof:
-            model.predict(x, **kw)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+    previous = set_gpu_kernel("triton" if mode.startswith("fused") else "torch")
+    try:
+        with _autocast(mode, device):
+            model.predict(x, **kw)  # warm-up
+            with torch_profile(activities=activities) as prof:
+                model.predict(x, **kw)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+    finally:
+        set_gpu_kernel(previous)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
@@ -186,7 +261,7 @@ def main() -> None:
             _measure(rows, args.json, preset, mode, lambda: run(preset, mode, tile, batch, repeats, steps, device),
                      lambda r: f"{r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, peak "
                                f"{r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
-                               f"3 members: {r['year_400x400_s'] / 60:.1f} min")
+                               f"3 members: {r['year_400x400_s'] / 60:.1f} min" + _describe_check(r))
     if args.profile:
         preset, mode = args.profile.split(":")
         try:
@@ -197,6 +272,14 @@ def main() -> None:
         _measure(rows, args.json, preset, "train", lambda: train_rate(preset, device, args.dry_run),
                  lambda r: f"{r['samples_per_s']['mean']:8.1f} (mean) {r['samples_per_s']['diffusion']:8.1f} "
                            f"(diffusion) samples/s; a (10, 3) fold: {r['loeo_fold_10x3_min']:.1f} min")
+
+
+def _describe_check(r: dict) -> str:
+    if "na_speedup" not in r:
+        return ""
+    return (f"; its {r['na_blocks']} neighbourhood blocks: {r['na_ms_reference']:.2f} ms plain, "
+            f"{r['na_ms_fused']:.2f} ms fused ({r['na_speedup']:.2f}x), largest difference "
+            f"{r['na_max_abs_diff']:.2e} (of values up to {r['na_max_abs_value']:.3g})")
 
 
 def _measure(rows: list[dict], path: str | None, preset: str, mode: str, measure, describe) -> None:

@@ -64,8 +64,49 @@ __all__ = [
     "CrossAttention",
     "NeighborhoodAttention",
     "TemporalAttention",
+    "set_gpu_kernel",
     "sinusoidal_features",
 ]
+
+#: How :class:`NeighborhoodAttention` runs on a CUDA device at inference (no gradients):
+#: ``"torch"``, the plain :meth:`~NeighborhoodAttention.forward_reference`, or ``"triton"``,
+#: the fused kernel of :mod:`xsuperres.nn.neighborhood_fused`. Set by :func:`set_gpu_kernel`.
+_GPU_KERNELS = ("torch", "triton")
+_gpu_kernel = "torch"
+
+
+def set_gpu_kernel(kind: str) -> str:
+    """Choose the neighbourhood attention's kernel on CUDA devices at inference.
+
+    Parameters
+    ----------
+    kind
+        ``"torch"`` (the default: the plain version, ``(2n+1)^2`` shifted products and
+        sums) or ``"triton"`` (one fused kernel per block, forward only; needs Triton,
+        which torch's CUDA builds on Linux include). Training (gradients enabled), CPUs
+        and ``torch.compile`` always use the torch versions.
+
+    Returns
+    -------
+    str
+        The previous setting, to restore it.
+    """
+    global _gpu_kernel
+    if kind not in _GPU_KERNELS:
+        raise ValueError(f"kind must be one of {_GPU_KERNELS}, got {kind!r}")
+    if kind == "triton":
+        from .neighborhood_fused import triton_available
+
+        if not triton_available():
+            raise RuntimeError("set_gpu_kernel('triton') needs Triton: `pip install triton` "
+                               "(torch's CUDA builds on Linux include it)")
+    previous, _gpu_kernel = _gpu_kernel, kind
+    return previous
+
+
+def _fused_applies(device_type: str) -> bool:
+    """Whether :meth:`NeighborhoodAttention.forward` takes the fused kernel on this device."""
+    return _gpu_kernel == "triton" and device_type == "cuda" and not torch.is_grad_enabled()
 
 
 def sinusoidal_features(pos: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -317,7 +358,8 @@ class NeighborhoodAttention(nn.Module):
         kernels' many small operations would each be a kernel launch, and under
         ``torch.compile`` (whose tracer cannot follow the kernels' ``out=`` writes into
         strided views, and fuses the plain version's operations itself), it is
-        :meth:`forward_reference`.
+        :meth:`forward_reference`, or :meth:`forward_fused` on a CUDA device without
+        gradients once :func:`set_gpu_kernel` has chosen ``"triton"``.
 
         Parameters
         ----------
@@ -329,8 +371,10 @@ class NeighborhoodAttention(nn.Module):
         torch.Tensor
             Shape ``(N, C, H, W)``.
         """
-        if x.device.type != "cpu" or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():
             return self.forward_reference(x)
+        if x.device.type != "cpu":
+            return self.forward_fused(x) if _fused_applies(x.device.type) else self.forward_reference(x)
         N, C, H, W = x.shape
         qkv = self.qkv(self.norm(x))
         bias = self._bias(H, W, qkv)
@@ -341,6 +385,18 @@ class NeighborhoodAttention(nn.Module):
             # split, not slicing: its backward is one concatenation, not a zero-filled
             # full-size gradient per group
             out = torch.cat([self._attend(part, bias) for part in qkv.split(step)])
+        return x + self.proj(out)
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The block with its attention in one Triton kernel (forward only; for GPUs).
+
+        See :func:`xsuperres.nn.neighborhood_fused.fused_neighborhood_attention`; equal
+        to :meth:`forward_reference` up to float rounding (float32 accumulation).
+        """
+        from .neighborhood_fused import fused_neighborhood_attention
+
+        qkv = self.qkv(self.norm(x))
+        out = fused_neighborhood_attention(qkv, self.heads, self.radius, self.rel_bias)
         return x + self.proj(out)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,105 @@
+"""The fused neighbourhood attention (``xsuperres.nn.neighborhood_fused``), run on the CPU in
+Triton's interpreter (``TRITON_INTERPRET=1``, set in a subprocess before Triton is
+imported) against the plain ``NeighborhoodAttention.forward_reference``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from xsuperres.nn import attention
+
+pytest.importorskip("triton")
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, torch
+    from xsuperres.nn.attention import NeighborhoodAttention
+    from xsuperres.nn.neighborhood_fused import fused_neighborhood_attention
+
+    rows = []
+    # (channels, heads, radius, H, W, bias, dtype, channels_last, block)
+    cases = [
+        (8, 2, 1, 5, 7, True, "float32", False, None),
+        (12, 4, 3, 9, 11, True, "float32", False, None),  # head width 3: padded to 4 lanes
+        (16, 4, 3, 10, 10, False, "float32", False, None),
+        (6, 2, 0, 4, 3, True, "float32", False, None),  # radius 0: each pixel itself
+        (8, 2, 2, 6, 9, True, "float32", True, 16),  # strided qkv, 4 blocks with a remainder
+        (8, 2, 3, 3, 4, True, "float32", False, None),  # window wider than the image
+        (16, 4, 2, 8, 8, True, "bfloat16", False, None),
+    ]
+    for C, heads, n, H, W, bias, dtype, cl, block in cases:
+        torch.manual_seed(len(rows))
+        m = NeighborhoodAttention(C, n, heads, rel_pos_bias=bias)
+        if bias:
+            torch.nn.init.normal_(m.rel_bias)
+        x = torch.randn(3, C, H, W)
+        with torch.no_grad():
+            qkv = m.qkv(m.norm(x))
+            if cl:
+                qkv = qkv.contiguous(memory_format=torch.channels_last)
+            qkv = qkv.to(getattr(torch, dtype))
+            fused = fused_neighborhood_attention(qkv, heads, n, m.rel_bias, block=block)
+            ref_full = m.forward_reference(x)
+            full = x + m.proj(fused.float())
+            full_fn = m.forward_fused(x)
+        rows.append({"case": [C, heads, n, H, W, bias, dtype, cl, block],
+                     "dtype": str(fused.dtype), "shape": list(fused.shape),
+                     "diff": (full - ref_full).abs().max().item(),
+                     "diff_method": (full_fn - ref_full).abs().max().item(),
+                     "scale": ref_full.abs().max().item()})
+    print(json.dumps(rows))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_fused_equals_plain(interpreted):
+    assert len(interpreted) == 7
+    for r in interpreted:
+        C, heads, n, H, W, bias, dtype, cl, block = r["case"]
+        assert r["shape"] == [3, C, H, W]
+        assert r["dtype"] == f"torch.{dtype}"
+        # float32: rounding of a different summation order; bfloat16: its 8-bit mantissa
+        tol = 1e-5 if dtype == "float32" else 3e-2 * r["scale"]
+        assert r["diff"] < tol, r
+        if dtype == "float32":
+            assert r["diff_method"] < tol, r
+
+
+def test_set_gpu_kernel_and_dispatch():
+    previous = attention.set_gpu_kernel("triton")
+    try:
+        assert previous == "torch"
+        with torch.no_grad():
+            assert attention._fused_applies("cuda")
+            assert not attention._fused_applies("cpu")
+        with torch.enable_grad():  # training keeps the plain version (autograd)
+            assert not attention._fused_applies("cuda")
+    finally:
+        assert attention.set_gpu_kernel(previous) == "triton"
+    with torch.no_grad():
+        assert not attention._fused_applies("cuda")  # the default
+    with pytest.raises(ValueError, match="kind must be one of"):
+        attention.set_gpu_kernel("cuda")
+
+
+def test_fused_refuses_cpu_tensors_outside_the_interpreter(monkeypatch):
+    from xsuperres.nn.neighborhood_fused import fused_neighborhood_attention
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="runs on a CUDA device"):
+        fused_neighborhood_attention(torch.zeros(1, 6, 4, 4), 2, 1)

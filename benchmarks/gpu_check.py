@@ -20,7 +20,8 @@ default sampler, 3 members) on batches of HR tiles and prints
   batch of that preset and mode (``torch.profiler``), to show where a year's time goes;
 * with ``--train``: training samples per second of both stages per preset (bf16 autocast,
   as :func:`xsuperres.train` uses on CUDA) and the time a (10, 3) leave-one-event-out
-  fold of that preset would take.
+  fold of that preset would take, with the plain and the fused neighbourhood attention
+  (rows ``train`` and ``train-fused``).
 
 ``--dry-run`` runs the same code with tiny sizes on whatever device there is (the CPU
 here), to check the script before spending device time; it leaves out ``compile`` unless
@@ -214,25 +215,31 @@ def profile(preset: str, mode: str, tile: int, batch: int, device: torch.device,
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
 
-def train_rate(preset: str, device: torch.device, dry_run: bool) -> dict:
+def train_rate(preset: str, device: torch.device, dry_run: bool, kernel: str = "torch") -> dict:
     """Training samples per second of both stages (the last of 2 epochs; the first warms
     up), the ``radar-s10-t3`` recipe on the embedded KNMI sample, bf16 autocast on CUDA as
     :func:`xsuperres.train` does there; and the extrapolated time of a (10, 3)
-    leave-one-event-out fold (3,500 samples, 12 mean and 20 diffusion epochs)."""
+    leave-one-event-out fold (3,500 samples, 12 mean and 20 diffusion epochs), with the
+    neighbourhood attention's ``kernel`` (:func:`~xsuperres.nn.attention.set_gpu_kernel`)."""
     import xsuperres
+    from xsuperres.nn.attention import set_gpu_kernel
 
     hr = xsuperres.open_sample("knmi")["precip"]
     if dry_run:
         hr = hr.isel(y=slice(0, 80), x=slice(0, 80), time=slice(0, 40))
     cfg = xsuperres.SRConfig.recipe(S, T, preset=preset, tile_size=40, clip=False)
-    model = xsuperres.train(hr, S, T, config=cfg, epochs=2, batch_size=12, seed=0, mc_start_epoch=1,
-                            patience=3, progress=False, device=device)
+    previous = set_gpu_kernel(kernel)
+    try:
+        model = xsuperres.train(hr, S, T, config=cfg, epochs=2, batch_size=12, seed=0, mc_start_epoch=1,
+                                patience=3, progress=False, device=device)
+    finally:
+        set_gpu_kernel(previous)
     md = model.metadata
     n = int(md["n_samples"]["train"])
     rate = {st: n / md["history"][st]["wall_s"][-1] for st in ("mean", "diffusion")}
     fold_s = 3500 * (12 / rate["mean"] + 20 / rate["diffusion"])
-    return {"preset": preset, "mode": "train", "n_train": n, "samples_per_s": rate,
-            "loeo_fold_10x3_min": fold_s / 60}
+    return {"preset": preset, "mode": "train" if kernel == "torch" else "train-fused", "n_train": n,
+            "samples_per_s": rate, "loeo_fold_10x3_min": fold_s / 60}
 
 
 def main() -> None:
@@ -246,6 +253,8 @@ def main() -> None:
     p.add_argument("--profile", metavar="PRESET:MODE", help="also the top operations of one batch "
                    "(e.g. tiny:bf16)")
     p.add_argument("--train", action="store_true", help="also training samples/s per preset and stage")
+    p.add_argument("--train-kernels", default="torch,triton", help="the neighbourhood attention's "
+                   "kernels of the --train rows (set_gpu_kernel; 'triton' only acts on CUDA)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.modes is None:
@@ -257,7 +266,7 @@ def main() -> None:
           f"steps {'default' if steps is None else steps}")
     rows: list[dict] = []
     for preset in args.presets.split(","):
-        for mode in args.modes.split(","):
+        for mode in filter(None, args.modes.split(",")):  # --modes "": no inference rows
             _measure(rows, args.json, preset, mode, lambda: run(preset, mode, tile, batch, repeats, steps, device),
                      lambda r: f"{r['px_frame_members_per_s']:12.4g} HR px-frame-members/s, peak "
                                f"{r['peak_gpu_gib']:.2f} GiB, a year of 400 x 400 hourly at (10, 3), "
@@ -269,9 +278,11 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - report, go on
             print(f"profile {preset} {mode} failed: {type(err).__name__}: {err}"[:300], flush=True)
     for preset in args.presets.split(",") if args.train else ():
-        _measure(rows, args.json, preset, "train", lambda: train_rate(preset, device, args.dry_run),
-                 lambda r: f"{r['samples_per_s']['mean']:8.1f} (mean) {r['samples_per_s']['diffusion']:8.1f} "
-                           f"(diffusion) samples/s; a (10, 3) fold: {r['loeo_fold_10x3_min']:.1f} min")
+        for kernel in args.train_kernels.split(","):
+            mode = "train" if kernel == "torch" else "train-fused"
+            _measure(rows, args.json, preset, mode, lambda: train_rate(preset, device, args.dry_run, kernel),
+                     lambda r: f"{r['samples_per_s']['mean']:8.1f} (mean) {r['samples_per_s']['diffusion']:8.1f} "
+                               f"(diffusion) samples/s; a (10, 3) fold: {r['loeo_fold_10x3_min']:.1f} min")
 
 
 def _describe_check(r: dict) -> str:

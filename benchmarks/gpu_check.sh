@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check of the throughput issue as one call on a lent GPU machine (the `device` tool
-# of this workplace), about 8 minutes in all; docs/performance.md, "GPU", has what it gave.
+# of this workplace), about 9 minutes in all; docs/performance.md, "GPU", has what it gave.
 #   1. gpu_check.py's eager rows on an idle GPU, tiny and standard presets: fp32 and bf16
 #      with the plain neighbourhood attention, and the same with the fused Triton kernel
 #      (xsuperres.nn.neighborhood_fused; "fused", "fused-bf16"), whose rows also check each
 #      attention block against the plain version (largest difference, time per block);
 #      then a profile of one tiny fused-bf16 batch (where the time goes now),
-#   2. the tiny fused-bf16 row with 256 tiles per batch instead of 64,
-#   3. the torch.compile row of the tiny preset for what time is left (neither compile row
+#   2. training samples/s of the standard preset, plain and fused neighbourhood attention
+#      (a (10, 3) fold took about 21.5 min of H100 time with the plain one: too long for
+#      a 15-minute lease),
+#   3. the tiny fused-bf16 row with 256 tiles per batch instead of 64,
+#   4. the torch.compile row of the tiny preset for what time is left (neither compile row
 #      finished on the second lease, in 280 s and 300 s; see docs/performance.md).
 # Each step has its own time limit and writes its JSON rows as it goes, into $OUT.
 # Needs: .whl (dask, netCDF4, cftime, partd, locket wheels for the machine's Python), carried.
@@ -29,9 +32,11 @@ $PY -c "import triton; print('triton', triton.__version__)" 2>&1
 start=$(date +%s)
 timeout "${EAGER_S:-270}" $PY benchmarks/gpu_check.py $DRY --modes "$MODES" --profile "$PROFILE" \
   --json "$OUT/gpu_check_eager.json"
-timeout "${BATCH_S:-60}" $PY benchmarks/gpu_check.py $DRY --presets tiny --modes "${MODES##*,}" --batch "${BIG_BATCH:-256}" \
+timeout "${TRAIN_S:-150}" $PY benchmarks/gpu_check.py $DRY --presets "${TRAIN_PRESETS:-standard}" --modes "" \
+  --train --json "$OUT/gpu_check_train.json"
+timeout "${BATCH_S:-45}" $PY benchmarks/gpu_check.py $DRY --presets tiny --modes "${MODES##*,}" --batch "${BIG_BATCH:-256}" \
   --json "$OUT/gpu_check_batch.json"
 echo "eager rows ended after $(( $(date +%s) - start )) s"
-timeout "${COMPILE_S:-120}" $PY benchmarks/gpu_check.py $DRY --presets tiny --modes compile \
+timeout "${COMPILE_S:-60}" $PY benchmarks/gpu_check.py $DRY --presets tiny --modes compile \
   --json "$OUT/gpu_check_compile.json"
 echo "all ended after $(( $(date +%s) - start )) s"

@@ -49,11 +49,24 @@ SCRIPT = textwrap.dedent(
             ref_full = m.forward_reference(x)
             full = x + m.proj(fused.float())
             full_fn = m.forward_fused(x)
-        rows.append({"case": [C, heads, n, H, W, bias, dtype, cl, block],
-                     "dtype": str(fused.dtype), "shape": list(fused.shape),
-                     "diff": (full - ref_full).abs().max().item(),
-                     "diff_method": (full_fn - ref_full).abs().max().item(),
-                     "scale": ref_full.abs().max().item()})
+        row = {"case": [C, heads, n, H, W, bias, dtype, cl, block],
+               "dtype": str(fused.dtype), "shape": list(fused.shape),
+               "diff": (full - ref_full).abs().max().item(),
+               "diff_method": (full_fn - ref_full).abs().max().item(),
+               "scale": ref_full.abs().max().item()}
+        if dtype == "float32":  # gradients of the input and every parameter, against autograd
+            xg = x.clone().requires_grad_(True)
+            g = torch.randn_like(x)
+            m.forward_reference(xg).backward(g)
+            ref_grads = [xg.grad.clone()] + [p.grad.clone() for p in m.parameters()]
+            m.zero_grad()
+            xg.grad = None
+            m.forward_fused(xg).backward(g)
+            grads = [xg.grad] + [p.grad for p in m.parameters()]
+            row["grad_diff"] = max((a - b).abs().max().item() for a, b in zip(grads, ref_grads))
+            row["grad_scale"] = max(b.abs().max().item() for b in ref_grads)
+            row["n_grads"] = sum(a is not None for a in grads)
+        rows.append(row)
     print(json.dumps(rows))
     """
 )
@@ -78,21 +91,20 @@ def test_fused_equals_plain(interpreted):
         assert r["diff"] < tol, r
         if dtype == "float32":
             assert r["diff_method"] < tol, r
+            # x, the norm's weight and bias, qkv's, proj's and (if any) the bias table
+            assert r["n_grads"] == 7 + bias, r
+            assert r["grad_diff"] < 1e-5 * max(1.0, r["grad_scale"]), r
 
 
 def test_set_gpu_kernel_and_dispatch():
     previous = attention.set_gpu_kernel("triton")
     try:
         assert previous == "torch"
-        with torch.no_grad():
-            assert attention._fused_applies("cuda")
-            assert not attention._fused_applies("cpu")
-        with torch.enable_grad():  # training keeps the plain version (autograd)
-            assert not attention._fused_applies("cuda")
+        assert attention._fused_applies("cuda")
+        assert not attention._fused_applies("cpu")
     finally:
         assert attention.set_gpu_kernel(previous) == "triton"
-    with torch.no_grad():
-        assert not attention._fused_applies("cuda")  # the default
+    assert not attention._fused_applies("cuda")  # the default
     with pytest.raises(ValueError, match="kind must be one of"):
         attention.set_gpu_kernel("cuda")
 

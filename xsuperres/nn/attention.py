@@ -68,7 +68,7 @@ __all__ = [
     "sinusoidal_features",
 ]
 
-#: How :class:`NeighborhoodAttention` runs on a CUDA device at inference (no gradients):
+#: How :class:`NeighborhoodAttention` runs on a CUDA device:
 #: ``"torch"``, the plain :meth:`~NeighborhoodAttention.forward_reference`, or ``"triton"``,
 #: the fused kernel of :mod:`xsuperres.nn.neighborhood_fused`. Set by :func:`set_gpu_kernel`.
 _GPU_KERNELS = ("torch", "triton")
@@ -76,14 +76,14 @@ _gpu_kernel = "torch"
 
 
 def set_gpu_kernel(kind: str) -> str:
-    """Choose the neighbourhood attention's kernel on CUDA devices at inference.
+    """Choose the neighbourhood attention's kernels on CUDA devices.
 
     Parameters
     ----------
     kind
         ``"torch"`` (the default: the plain version, ``(2n+1)^2`` shifted products and
-        sums) or ``"triton"`` (one fused kernel per block, forward only; needs Triton,
-        which torch's CUDA builds on Linux include). Training (gradients enabled), CPUs
+        sums) or ``"triton"`` (one fused kernel per block, two more for its backward
+        pass in training; needs Triton, which torch's CUDA builds on Linux include). CPUs
         and ``torch.compile`` always use the torch versions.
 
     Returns
@@ -106,7 +106,7 @@ def set_gpu_kernel(kind: str) -> str:
 
 def _fused_applies(device_type: str) -> bool:
     """Whether :meth:`NeighborhoodAttention.forward` takes the fused kernel on this device."""
-    return _gpu_kernel == "triton" and device_type == "cuda" and not torch.is_grad_enabled()
+    return _gpu_kernel == "triton" and device_type == "cuda"
 
 
 def sinusoidal_features(pos: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -358,8 +358,8 @@ class NeighborhoodAttention(nn.Module):
         kernels' many small operations would each be a kernel launch, and under
         ``torch.compile`` (whose tracer cannot follow the kernels' ``out=`` writes into
         strided views, and fuses the plain version's operations itself), it is
-        :meth:`forward_reference`, or :meth:`forward_fused` on a CUDA device without
-        gradients once :func:`set_gpu_kernel` has chosen ``"triton"``.
+        :meth:`forward_reference`, or :meth:`forward_fused` on a CUDA device once
+        :func:`set_gpu_kernel` has chosen ``"triton"``.
 
         Parameters
         ----------
@@ -388,7 +388,7 @@ class NeighborhoodAttention(nn.Module):
         return x + self.proj(out)
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The block with its attention in one Triton kernel (forward only; for GPUs).
+        """The block with its attention in one Triton kernel (for GPUs; differentiable).
 
         See :func:`xsuperres.nn.neighborhood_fused.fused_neighborhood_attention`; equal
         to :meth:`forward_reference` up to float rounding (float32 accumulation).

@@ -42,6 +42,36 @@ def triton_available() -> bool:
 if triton is not None:
 
     @triton.jit
+    def _program_pixels(H, W, HEADS: tl.constexpr, BLOCK: tl.constexpr):
+        """This program's ``(pid, sample, head, pix, inside, y, x)``: axis 0 numbers the
+        (sample, head) pairs, axis 1 the blocks of ``BLOCK`` pixels."""
+        pid = tl.program_id(0)
+        pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        return pid, pid // HEADS, pid % HEADS, pix, pix < H * W, pix // W, pix % W
+
+    @triton.jit
+    def _head_rows(C, head, stride, D: tl.constexpr, D_PAD: tl.constexpr):
+        """``(on_c, q_rows, k_rows, v_rows)``: the head's channel lanes and the offsets of
+        its query, key and value channels in a ``qkv`` map (channel stride ``stride``)."""
+        c = tl.arange(0, D_PAD)
+        ch = head * D + c
+        return c < D, ch[:, None] * stride, (C + ch)[:, None] * stride, (2 * C + ch)[:, None] * stride
+
+    @triton.jit
+    def _in_image(y, x, H, W, inside):
+        return inside & (y >= 0) & (y < H) & (x >= 0) & (x < W)
+
+    @triton.jit
+    def _weight_and_grad(q, k, g, v, lse, dm, valid, bias_ptr, bias_at, HAS_BIAS: tl.constexpr):
+        """``(p, ds)`` of one offset: the weight ``exp(score - lse)`` and the score's gradient
+        ``p (<g, v> - dm)`` (``q`` scaled; zero off the image)."""
+        s = tl.sum(q * k, axis=0)
+        if HAS_BIAS:
+            s += tl.load(bias_ptr + bias_at).to(tl.float32)
+        p = tl.where(valid, tl.exp(s - lse), 0.0)
+        return p, p * (tl.sum(g * v, axis=0) - dm)
+
+    @triton.jit
     def _neighborhood_forward(
         qkv_ptr, bias_ptr, out_ptr, lse_ptr,
         C, H, W, scale,
@@ -51,19 +81,9 @@ if triton is not None:
         HAS_BIAS: tl.constexpr, SAVE_LSE: tl.constexpr, BLOCK: tl.constexpr,
     ):
         KW: tl.constexpr = 2 * RADIUS + 1
-        pid = tl.program_id(0)  # sample * HEADS + head
-        sample = pid // HEADS
-        head = pid % HEADS
-        pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        inside = pix < H * W
-        y = pix // W
-        x = pix % W
-        c = tl.arange(0, D_PAD)
-        on_c = c < D
+        pid, sample, head, pix, inside, y, x = _program_pixels(H, W, HEADS, BLOCK)
+        on_c, q_rows, k_rows, v_rows = _head_rows(C, head, s_c, D, D_PAD)
         base = qkv_ptr + sample.to(tl.int64) * s_n
-        q_rows = (head * D + c)[:, None] * s_c
-        k_rows = (C + head * D + c)[:, None] * s_c
-        v_rows = (2 * C + head * D + c)[:, None] * s_c
         here = y * s_h + x * s_w
         q = tl.load(base + q_rows + here[None, :], mask=on_c[:, None] & inside[None, :], other=0.0)
         q = q.to(tl.float32) * scale
@@ -74,7 +94,7 @@ if triton is not None:
             for dx in tl.static_range(KW):
                 yy = y + (dy - RADIUS)
                 xx = x + (dx - RADIUS)
-                valid = inside & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+                valid = _in_image(yy, xx, H, W, inside)
                 there = (yy * s_h + xx * s_w)[None, :]
                 mask = on_c[:, None] & valid[None, :]
                 k = tl.load(base + k_rows + there, mask=mask, other=0.0).to(tl.float32)
@@ -91,7 +111,8 @@ if triton is not None:
                 m_i = m_new
         l_safe = tl.where(l_i > 0, l_i, 1.0)
         out = acc / l_safe[None, :]
-        dest = out_ptr + sample.to(tl.int64) * o_n + (head * D + c)[:, None] * o_c + (y * o_h + x * o_w)[None, :]
+        out_rows = (head * D + tl.arange(0, D_PAD))[:, None] * o_c
+        dest = out_ptr + sample.to(tl.int64) * o_n + out_rows + (y * o_h + x * o_w)[None, :]
         tl.store(dest, out.to(out_ptr.dtype.element_ty), mask=on_c[:, None] & inside[None, :])
         if SAVE_LSE:  # log of the softmax's denominator, for the backward pass
             tl.store(lse_ptr + pid.to(tl.int64) * H * W + pix, m_i + tl.log(l_safe), mask=inside)
@@ -110,20 +131,10 @@ if triton is not None:
     ):
         """dq of a block of query pixels, and its part of the bias gradient."""
         KW: tl.constexpr = 2 * RADIUS + 1
-        pid = tl.program_id(0)
-        sample = pid // HEADS
-        head = pid % HEADS
         HW = H * W
-        pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        inside = pix < HW
-        y = pix // W
-        x = pix % W
-        c = tl.arange(0, D_PAD)
-        on_c = c < D
+        pid, sample, head, pix, inside, y, x = _program_pixels(H, W, HEADS, BLOCK)
+        on_c, q_rows, k_rows, v_rows = _head_rows(C, head, HW, D, D_PAD)
         base = qkv_ptr + sample.to(tl.int64) * 3 * C * HW
-        q_rows = (head * D + c)[:, None] * HW
-        k_rows = (C + head * D + c)[:, None] * HW
-        v_rows = (2 * C + head * D + c)[:, None] * HW
         here = on_c[:, None] & inside[None, :]
         q = tl.load(base + q_rows + pix[None, :], mask=here, other=0.0).to(tl.float32) * scale
         g = tl.load(dout_ptr + sample.to(tl.int64) * C * HW + q_rows + pix[None, :], mask=here,
@@ -137,16 +148,13 @@ if triton is not None:
             for dx in tl.static_range(KW):
                 yy = y + (dy - RADIUS)
                 xx = x + (dx - RADIUS)
-                valid = inside & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+                valid = _in_image(yy, xx, H, W, inside)
                 there = (yy * W + xx)[None, :]
                 mask = on_c[:, None] & valid[None, :]
                 k = tl.load(base + k_rows + there, mask=mask, other=0.0).to(tl.float32)
                 v = tl.load(base + v_rows + there, mask=mask, other=0.0).to(tl.float32)
-                s = tl.sum(q * k, axis=0)
-                if HAS_BIAS:
-                    s += tl.load(bias_ptr + head * KW * KW + dy * KW + dx).to(tl.float32)
-                p = tl.where(valid, tl.exp(s - lse), 0.0)
-                ds = p * (tl.sum(g * v, axis=0) - dm)
+                p, ds = _weight_and_grad(q, k, g, v, lse, dm, valid, bias_ptr, head * KW * KW + dy * KW + dx,
+                                         HAS_BIAS)
                 dq += ds[None, :] * k
                 if HAS_BIAS:
                     tl.store(part + dy * KW + dx, tl.sum(ds, axis=0))
@@ -163,21 +171,11 @@ if triton is not None:
         """dk and dv of a block of key pixels j, gathered from the queries i = j - offset
         that see them (no atomic adds)."""
         KW: tl.constexpr = 2 * RADIUS + 1
-        pid = tl.program_id(0)
-        sample = pid // HEADS
-        head = pid % HEADS
         HW = H * W
-        pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        inside = pix < HW
-        y = pix // W
-        x = pix % W
-        c = tl.arange(0, D_PAD)
-        on_c = c < D
+        pid, sample, head, pix, inside, y, x = _program_pixels(H, W, HEADS, BLOCK)
+        on_c, q_rows, k_rows, v_rows = _head_rows(C, head, HW, D, D_PAD)
         base = qkv_ptr + sample.to(tl.int64) * 3 * C * HW
         gbase = dout_ptr + sample.to(tl.int64) * C * HW
-        q_rows = (head * D + c)[:, None] * HW
-        k_rows = (C + head * D + c)[:, None] * HW
-        v_rows = (2 * C + head * D + c)[:, None] * HW
         here = on_c[:, None] & inside[None, :]
         k = tl.load(base + k_rows + pix[None, :], mask=here, other=0.0).to(tl.float32)
         v = tl.load(base + v_rows + pix[None, :], mask=here, other=0.0).to(tl.float32)
@@ -188,18 +186,15 @@ if triton is not None:
             for dx in tl.static_range(KW):
                 yy = y - (dy - RADIUS)
                 xx = x - (dx - RADIUS)
-                valid = inside & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+                valid = _in_image(yy, xx, H, W, inside)
                 there = yy * W + xx
                 mask = on_c[:, None] & valid[None, :]
                 q = tl.load(base + q_rows + there[None, :], mask=mask, other=0.0).to(tl.float32) * scale
                 g = tl.load(gbase + q_rows + there[None, :], mask=mask, other=0.0).to(tl.float32)
                 lse = tl.load(lse_ptr + row + there, mask=valid, other=0.0)
                 dm = tl.load(dm_ptr + row + there, mask=valid, other=0.0)
-                s = tl.sum(q * k, axis=0)
-                if HAS_BIAS:
-                    s += tl.load(bias_ptr + head * KW * KW + dy * KW + dx).to(tl.float32)
-                p = tl.where(valid, tl.exp(s - lse), 0.0)
-                ds = p * (tl.sum(g * v, axis=0) - dm)
+                p, ds = _weight_and_grad(q, k, g, v, lse, dm, valid, bias_ptr, head * KW * KW + dy * KW + dx,
+                                         HAS_BIAS)
                 dk += ds[None, :] * q
                 dv += p[None, :] * g
         dest = dqkv_ptr + sample.to(tl.int64) * 3 * C * HW + pix[None, :]

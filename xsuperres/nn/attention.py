@@ -22,7 +22,9 @@ Blocks
     ``(2n+1)^2`` shifted slices of the padded keys/values (the same neighbourhoods as
     ``F.unfold``, without materialising the ``(2n+1)^2`` copies): memory
     ``O(H W C + H W (2n+1)^2 heads)``; on a CPU by the kernels of
-    :mod:`xsuperres.nn.neighborhood` (with their own backward pass). A learned
+    :mod:`xsuperres.nn.neighborhood` (with their own backward pass); on CUDA, once
+    :func:`set_gpu_kernel` chooses ``"triton"``, by the fused kernels of
+    :mod:`xsuperres.nn.neighborhood_fused`. A learned
     relative-position bias per head and offset is added to the scores.
 :class:`CrossAttention`
     Queries from the diffusion U-Net features, keys/values from the encoded upsampled

@@ -115,3 +115,15 @@ def test_fused_refuses_cpu_tensors_outside_the_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="runs on a CUDA device"):
         fused_neighborhood_attention(torch.zeros(1, 6, 4, 4), 2, 1)
+
+
+def test_fused_checks_shapes_before_any_kernel(monkeypatch):
+    from xsuperres.nn.neighborhood_fused import fused_neighborhood_attention
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # past the device check; no kernel runs
+    with pytest.raises(ValueError, match=r"multiple of 3 x heads = 6, got shape \(1, 8, 4, 4\)"):
+        fused_neighborhood_attention(torch.zeros(1, 8, 4, 4), 2, 1)
+    with pytest.raises(ValueError, match=r"qkv must be \(N, 3C, H, W\)"):
+        fused_neighborhood_attention(torch.zeros(6, 4, 4), 2, 1)
+    with pytest.raises(ValueError, match=r"rel_bias has shape \(2, 25\), expected \(2, 9\)"):
+        fused_neighborhood_attention(torch.zeros(1, 6, 4, 4), 2, 1, torch.zeros(2, 25))

@@ -207,22 +207,20 @@ def _block(d_pad: int) -> int:
     return max(16, min(256, 4096 // d_pad))
 
 
-def _check(qkv: torch.Tensor, heads: int, radius: int, rel_bias: torch.Tensor | None) -> int:
-    """Validate the arguments; the head width ``d``."""
+def _check(qkv: torch.Tensor, heads: int, radius: int, rel_bias: torch.Tensor | None) -> None:
+    """Validate the arguments (clear errors before a kernel sees them)."""
     if triton is None:
         raise RuntimeError("the fused neighbourhood attention needs Triton (`pip install triton`; "
                            "torch's CUDA builds on Linux include it)")
     if qkv.device.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
         raise ValueError(f"the fused neighbourhood attention runs on a CUDA device, got a tensor on "
                          f"{qkv.device}; on a CPU use NeighborhoodAttention.forward")
-    C3 = qkv.shape[1]
-    if qkv.ndim != 4 or C3 % (3 * heads):
+    if qkv.ndim != 4 or qkv.shape[1] % (3 * heads):
         raise ValueError(f"qkv must be (N, 3C, H, W) with 3C a multiple of 3 x heads = {3 * heads}, "
                          f"got shape {tuple(qkv.shape)}")
     K2 = (2 * radius + 1) ** 2
     if rel_bias is not None and tuple(rel_bias.shape) != (heads, K2):
         raise ValueError(f"rel_bias has shape {tuple(rel_bias.shape)}, expected ({heads}, {K2})")
-    return C3 // 3 // heads
 
 
 def _launch_forward(qkv, heads, radius, rel_bias, block, save_lse):

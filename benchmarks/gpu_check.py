@@ -74,6 +74,18 @@ def _autocast(mode: str, device: torch.device):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _kernel(kind: str):
+    """The neighbourhood attention's CUDA kernel ``kind`` inside the block, the previous after."""
+    from xsuperres.nn.attention import set_gpu_kernel
+
+    previous = set_gpu_kernel(kind)
+    try:
+        yield
+    finally:
+        set_gpu_kernel(previous)
+
+
 def _compile_neighborhood(model) -> None:
     """``torch.compile`` of each neighbourhood attention block alone (its plain version,
     whose (2n+1)^2 shifted products and sums the compiler can fuse): small graphs, one per
@@ -148,19 +160,14 @@ def _tiles_per_step(tile: int) -> int:
 
 def run(preset: str, mode: str, tile: int, batch: int, repeats: int, steps: int | None,
         device: torch.device) -> dict:
-    from xsuperres.nn.attention import set_gpu_kernel
-
     model = _model(preset, tile, device)
     x = _lr_batch(model, tile, batch)
     kw = dict(n_members=3, device=device, batch_size=3 * batch, steps=steps)
     check = {}
     if mode.startswith("fused"):
         check = _fused_block_check(model, x, kw, mode, device, repeats)
-    previous = set_gpu_kernel("triton" if mode.startswith("fused") else "torch")
-    try:
+    with _kernel("triton" if mode.startswith("fused") else "torch"):
         row = _throughput(model, preset, mode, x, kw, tile, batch, repeats, device)
-    finally:
-        set_gpu_kernel(previous)
     return {**row, **check}
 
 
@@ -195,22 +202,16 @@ def profile(preset: str, mode: str, tile: int, batch: int, device: torch.device,
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from xsuperres.nn.attention import set_gpu_kernel
-
     model = _model(preset, tile, device)
     x = _lr_batch(model, tile, batch)
     kw = dict(n_members=3, device=device, batch_size=3 * batch)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    previous = set_gpu_kernel("triton" if mode.startswith("fused") else "torch")
-    try:
-        with _autocast(mode, device):
-            model.predict(x, **kw)  # warm-up
-            with torch_profile(activities=activities) as prof:
-                model.predict(x, **kw)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-    finally:
-        set_gpu_kernel(previous)
+    with _kernel("triton" if mode.startswith("fused") else "torch"), _autocast(mode, device):
+        model.predict(x, **kw)  # warm-up
+        with torch_profile(activities=activities) as prof:
+            model.predict(x, **kw)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
 
@@ -222,18 +223,14 @@ def train_rate(preset: str, device: torch.device, dry_run: bool, kernel: str = "
     leave-one-event-out fold (3,500 samples, 12 mean and 20 diffusion epochs), with the
     neighbourhood attention's ``kernel`` (:func:`~xsuperres.nn.attention.set_gpu_kernel`)."""
     import xsuperres
-    from xsuperres.nn.attention import set_gpu_kernel
 
     hr = xsuperres.open_sample("knmi")["precip"]
     if dry_run:
         hr = hr.isel(y=slice(0, 80), x=slice(0, 80), time=slice(0, 40))
     cfg = xsuperres.SRConfig.recipe(S, T, preset=preset, tile_size=40, clip=False)
-    previous = set_gpu_kernel(kernel)
-    try:
+    with _kernel(kernel):
         model = xsuperres.train(hr, S, T, config=cfg, epochs=2, batch_size=12, seed=0, mc_start_epoch=1,
                                 patience=3, progress=False, device=device)
-    finally:
-        set_gpu_kernel(previous)
     md = model.metadata
     n = int(md["n_samples"]["train"])
     rate = {st: n / md["history"][st]["wall_s"][-1] for st in ("mean", "diffusion")}

@@ -92,6 +92,13 @@ def set_gpu_kernel(kind: str) -> str:
     -------
     str
         The previous setting, to restore it.
+
+    Examples
+    --------
+    >>> from xsuperres.nn.attention import set_gpu_kernel
+    >>> previous = set_gpu_kernel("triton")  # doctest: +SKIP
+    >>> members = ds.stsr.downscale(model, n_members=3, device="cuda")  # doctest: +SKIP
+    >>> set_gpu_kernel(previous)  # doctest: +SKIP
     """
     global _gpu_kernel
     if kind not in _GPU_KERNELS:

@@ -12,8 +12,9 @@ scores the run's model under inference-time variants, one at a time against the 
 * the mass-conservation settings applied to the output: the threshold ``a`` of
   ``r_a`` (x 0, 0.5, 2 of the trained value) and the exponent ``p`` of ``F(x) = x ** p``
   (0.8, 1.25);
-* the residual scale at inference (x 1.5, 2 of the trained value: the sampled residual
-  around the deterministic mean ``U_det`` inflated, a post-hoc spread inflation);
+* the residual scale at inference (x 0.75, 1.5, 2 of the trained value: the sampled
+  residual around the deterministic mean ``U_det`` narrowed or widened, a post-hoc spread
+  deflation or inflation);
 * the seed (two seeds of the default: the noise level of every number);
 * the mass-conservation mode of the output: the default ``"auto"`` against the other
   mode (block for the shipped (S <= 10) recipes, so against the ``"tile"`` mode they were
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
             plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
                          default))
         rs = float(model.normalization.get("residual_scale", 1.0))
-        for k in (1.5, 2.0):  # members' residuals around U_det inflated by k (spread inflation)
+        for k in (0.75, 1.5, 2.0):  # members' residuals around U_det scaled by k (spread deflation, inflation)
             plan.append((f"residual x {k:g} at inference ({rs * k:.3g})",
                          variant(model, normalization={"residual_scale": rs * k}),
                          default))

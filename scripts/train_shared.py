@@ -154,6 +154,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--train-only", action="store_true",
                    help="stop after training: OUT/model and OUT/training.json (e.g. trained on a GPU "
                         "machine, evaluated elsewhere with --eval-only)")
+    p.add_argument("--infer-threshold", type=float, default=None, metavar="A",
+                   help="score with the threshold a of the output's r_a set to A (normalized units) instead "
+                        "of the trained value; the weights are unchanged (SRModel.with_config). The "
+                        "results record it as protocol.infer_threshold")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the model of OUT/model trained by an earlier --train-only run "
                         "(its OUT/training.json gives the training times and machine)")
@@ -268,6 +272,9 @@ def main(argv=None) -> int:
         if args.train_only:
             return 0
     t_mean, t_diff = trained["wall_s"]["mean_stage"], trained["wall_s"]["diffusion_stage"]
+    if args.infer_threshold is not None:
+        log.info("scoring with the threshold a = %g (trained: %g)", args.infer_threshold, model.config.threshold)
+        model = model.with_config(threshold=args.infer_threshold)
 
     # ------------------------------------------------------------------ evaluation
     ctx, truth, where = validation_arrays(td)
@@ -338,7 +345,7 @@ def main(argv=None) -> int:
         "files": args.files,
         "crop_rows_cols": args.crop,
         "periods": {ev.name: ev.period for ev in td.data.events},
-        "config": td.config.to_dict(),
+        "config": {**td.config.to_dict(), "threshold": model.config.threshold},
         "split": td.split.describe(),
         "n_samples": {"train": len(td.train), "valid": len(td.valid), "evaluated": int(len(ctx)),
                       "stride": args.stride},
@@ -353,7 +360,8 @@ def main(argv=None) -> int:
                      "edsr": None if edsr is None else edsr.metadata,
                      "residual_scale": model.normalization.get("residual_scale"),
                      "residual_power": model.normalization.get("residual_power", 0.0),
-                     "residual_floor": model.normalization.get("residual_floor")},
+                     "residual_floor": model.normalization.get("residual_floor"),
+                     "infer_threshold": args.infer_threshold, "trained_threshold": td.config.threshold},
         "history": meta.get("history"),
         "wall_time_min": {"mean_stage": t_mean / 60, "diffusion_stage": t_diff / 60,
                           "evaluation": {k: v / 60 for k, v in timing.items()},

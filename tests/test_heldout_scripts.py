@@ -378,6 +378,16 @@ def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
     assert doc["n_samples"]["evaluated"] == 4
     assert doc["history"]["mean"]["epochs_run"] == 1 and doc["history"]["diffusion"]["epochs_run"] == 1
     assert {"bicubic", "deterministic (U_det + MC)"} <= set(doc["results"])
+    # --infer-threshold scores the same weights with another threshold a, and says so
+    assert train_shared.main([*common, "--eval-only", "--members", "2", "--max-eval", "4",
+                              "--infer-threshold", "0"]) == 0
+    doc0 = json.loads((out / "results.json").read_text())
+    assert doc0["config"]["threshold"] == 0.0 and doc["config"]["threshold"] > 0
+    assert doc0["protocol"]["infer_threshold"] == 0.0
+    assert doc0["protocol"]["trained_threshold"] == doc["config"]["threshold"]
+    assert doc0["results"]["bicubic"] == doc["results"]["bicubic"]
+    det = "deterministic (U_det + MC)"
+    assert doc0["results"][det]["crps"] != doc["results"][det]["crps"]
     # a model without mass conservation (the --no-mc ablation) is not labelled "+ MC"
     trained_model = xs.SRModel.load(out / "model")
     no_mc = xs.SRModel(dataclasses.replace(trained_model.config, mass_conservation=None),

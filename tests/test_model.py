@@ -248,6 +248,41 @@ def test_block_mass_conservation():
     np.testing.assert_allclose(bm, target, rtol=1e-4, atol=1e-6)
 
 
+def block_conserve_np(z: np.ndarray, lr: np.ndarray, S: int, T: int, a: float) -> np.ndarray:
+    """Independent reference of block mass conservation with power 1: ``u = max(z - a, 0)``
+    rescaled so every (T, S, S) block's mean is the LR value (``lr`` where ``u`` is all dry)."""
+    u = np.maximum(z - a, 0.0)
+    out = np.empty_like(u)
+    for idx in np.ndindex(*lr.shape):
+        *lead, i, j = idx
+        blk = (*lead, slice(None), slice(i * S, (i + 1) * S), slice(j * S, (j + 1) * S))
+        tot = u[blk].sum()
+        out[blk] = u[blk] * (lr[idx] * T * S * S / tot) if tot > 0 else lr[idx]
+    return out
+
+
+def test_with_config_changes_only_the_output_settings():
+    S, T = 5, 4
+    m = make_model(S, T, mass_conservation="block", threshold=0.02)
+    lr = rain((2, m.config.L, 3, 4), seed=3, zero_frac=0.4)
+    z = m.predict_mean(lr, device="cpu", mass_conservation=None)  # the network's mean, mm/h
+    refs = {a: block_conserve_np(z, lr[:, -1], S, T, a * CAP) for a in (0.02, 0.0)}
+    assert np.abs(refs[0.0] - refs[0.02]).max() > 0.1  # the threshold matters here
+    for a, ref in refs.items():
+        got = m.with_config(threshold=a).predict_mean(lr, device="cpu")
+        np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6)
+    m0 = m.with_config(threshold=0.0)
+    assert m.config.threshold == 0.02 and m0.config.threshold == 0.0  # the original is untouched
+    assert all(torch.equal(v, m0.state_dict()[k]) for k, v in m.state_dict().items())
+    assert m0.metadata["config_changes"] == {"threshold": 0.02}
+    # chained changes keep the trained value
+    assert m0.with_config(threshold=0.01, power=1.25).metadata["config_changes"] == {"threshold": 0.02, "power": 1.0}
+    with pytest.raises(ValueError, match=r"\['S'\] must match the trained weights"):
+        m.with_config(S=10)
+    with pytest.raises(ValueError, match="threshold"):
+        m.with_config(threshold=-1.0)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 0.05])
 def test_s1_models_give_back_their_input_by_default(threshold):
     """S = 1: "auto" conserves every block (the coarse input is every pixel's block mean),

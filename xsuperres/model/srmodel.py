@@ -194,6 +194,52 @@ class SRModel(nn.Module):
                 f"the data asks for S={S}, T={T}"
             )
 
+    #: configuration fields that act only on the output, not on what the networks learnt
+    #: (:meth:`with_config` may change them)
+    OUTPUT_FIELDS = ("threshold", "power", "mass_conservation")
+
+    def with_config(self, **changes: Any) -> "SRModel":
+        """A copy with some output settings of the configuration changed, same weights.
+
+        The threshold ``a`` and exponent ``p`` of ``F`` and the mass-conservation mode act
+        on the networks' output (``xsuperres.nn.mass.mass_conserve``), so they can be
+        chosen after training, e.g. on held-out events. The copy keeps the
+        normalization and metadata (``metadata["config_changes"]`` records the trained
+        values of what changed) and has no card: the card describes this model.
+
+        Parameters
+        ----------
+        **changes
+            New values for fields in :attr:`OUTPUT_FIELDS`.
+
+        Returns
+        -------
+        SRModel
+            On the same device, in eval mode.
+
+        Raises
+        ------
+        ValueError
+            A field outside :attr:`OUTPUT_FIELDS` (it would not match the weights), or an
+            invalid value (``SRConfig``'s own checks).
+
+        Examples
+        --------
+        >>> m = xs.load_pretrained("radar-s10-t3")            # doctest: +SKIP
+        >>> dry_free = m.with_config(threshold=0.0)            # doctest: +SKIP
+        """
+        other = sorted(set(changes) - set(self.OUTPUT_FIELDS))
+        if other:
+            raise ValueError(f"with_config changes only the output settings {self.OUTPUT_FIELDS}; "
+                             f"{other} must match the trained weights (train another model)")
+        trained = dict(self.metadata.get("config_changes", {}))
+        for k in changes:
+            trained.setdefault(k, getattr(self.config, k))
+        m = SRModel(self.config.replace(**changes), self.normalization,
+                    {**self.metadata, "config_changes": trained})
+        m.load_state_dict(self.state_dict())
+        return m.to(self.device).eval()
+
     # ------------------------------------------------------------------ inference
     def _cap(self) -> float:
         cap = self.normalization.get("cap")

@@ -27,7 +27,9 @@ already packaged card from newer folds (the run folder is not needed).
 ``--rescore NAME`` re-scores the deterministic and full-model rows of a packaged card with
 the shipped (float16) weights and the current inference defaults, on the card's own
 validation samples (rebuilt from the card; the run folder is not needed), e.g. after a
-change of what ``mass_conservation="auto"`` picks.
+change of what ``mass_conservation="auto"`` picks. ``--rescore NAME --threshold A
+--threshold-note TEXT`` first re-saves the model with the threshold ``a`` of its output set
+to ``A`` (``SRModel.with_config``; same weights), the card keeping the trained value.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def card_markdown(card: dict) -> str:
         f"| {c['S']} | {c['T']} | {c['L']} | {c['beta_max']} | {c['power']} | {c['threshold']} | "
         f"{c['mass_conservation']} | {c['preset']} | {c['tile_size']} | {c['time_step']} | {c['cap']:.3f} |",
         "",
+        *([f"The threshold a was {tr['threshold_trained']:g} in training and is {c['threshold']:g} at inference: "
+           f"{tr['threshold_note']}", ""] if tr.get("threshold_trained", c["threshold"]) != c["threshold"] else []),
         f"Parameters: U_det {card['parameters']['mean_net']:,}, U_dif {card['parameters']['diffusion_net']:,}. "
         f"Weights stored as {card['weights_dtype']} safetensors.",
         "",
@@ -349,6 +353,21 @@ def doc_from_card(card: dict) -> dict:
             "protocol": {"seed": tr["seed"]}}
 
 
+def set_threshold(dest: Path, threshold: float, why: str) -> None:
+    """Re-save the packaged model ``dest`` with the threshold ``a`` of its output set to
+    ``threshold`` (``SRModel.with_config``: the same float16 weights, a new configuration
+    binding); the card records the trained value and ``why``."""
+    model = SRModel.load(dest)
+    card = model.card
+    tr = card["training"]
+    tr.setdefault("threshold_trained", model.config.threshold)
+    tr["threshold_note"] = why
+    new = model.with_config(threshold=threshold)
+    card["config"] = new.config.to_dict()
+    new.card = card
+    new.save(dest, dtype=card.get("weights_dtype", "float16"))
+
+
 def rescore(dest: Path, data_dir: str) -> dict:
     """Re-score the deterministic and full-model rows of the packaged model ``dest`` with
     its shipped weights and the current ``mass_conservation="auto"``, on the card's
@@ -376,7 +395,8 @@ def rescore(dest: Path, data_dir: str) -> dict:
     ev = card["evaluation"]
     ev["description"] = re.sub(r"use \S+ mass conservation", f"use {mc} mass conservation", ev["description"])
     ev["rescored"] = (f"The deterministic and full-model rows were re-scored with the shipped float16 "
-                      f"weights and `mass_conservation=\"auto\"` = {mc} (xsuperres "
+                      f"weights, threshold a = {model.config.threshold:g} and "
+                      f"`mass_conservation=\"auto\"` = {mc} (xsuperres "
                       f"{json.loads((dest / 'config.json').read_text())['xsuperres_version']}); the "
                       "leave-one-event-out table keeps the scores of its folds.")
     card["caveats"] = caveats(res, best, None, sum(card["training"]["wall_time_min"].values()))
@@ -406,11 +426,20 @@ def main(argv=None) -> int:
     p.add_argument("--rescore", metavar="NAME", default=None,
                    help="only re-score the deterministic and full-model rows of the packaged card OUT/NAME "
                         "with its shipped weights and the current inference defaults (no RUN needed)")
+    p.add_argument("--threshold", type=float, default=None, metavar="A",
+                   help="with --rescore: first re-save OUT/NAME with the threshold a of its output set to A "
+                        "(same weights; the card keeps the trained value and --threshold-note)")
+    p.add_argument("--threshold-note", default="",
+                   help="with --threshold: why (e.g. the leave-one-event-out scores that chose it)")
     args = p.parse_args(argv)
+    if args.threshold is not None and not args.rescore:
+        p.error("--threshold A goes with --rescore NAME")
     if args.rescore:
         if args.run is not None:
             p.error("--rescore NAME takes no RUN/NAME arguments")
         torch.set_num_threads(args.threads)
+        if args.threshold is not None:
+            set_threshold(Path(args.out) / args.rescore, args.threshold, args.threshold_note)
         card = rescore(Path(args.out) / args.rescore, args.data_dir)
         print(card_markdown(card))
         return 0

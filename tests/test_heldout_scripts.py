@@ -458,3 +458,24 @@ def test_loeo_table_says_how_each_fold_scaled_the_residual(tmp_path):
     fold("fmi2016", {})
     fold("knmi2010", {})
     assert "residual" not in package_model.loeo_table(tmp_path, 10, 3)["description"]
+
+
+def test_set_threshold_resaves_the_same_weights_with_the_new_threshold(tmp_path):
+    """package_model --rescore NAME --threshold A: the packaged model is re-saved with the
+    threshold of its output changed, bit-identical weights, the card keeping the trained value."""
+    import shutil
+
+    package_model = pytest.importorskip("package_model")
+    src = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s10-t3"
+    dest = shutil.copytree(src, tmp_path / "radar-s10-t3")
+    before = xs.SRModel.load(dest)
+    package_model.set_threshold(dest, 0.005, "chosen on held-out events")
+    after = xs.SRModel.load(dest)  # the new configuration binding verifies
+    assert after.config == before.config.replace(threshold=0.005)
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
+    assert after.card["config"]["threshold"] == 0.005
+    assert after.card["training"]["threshold_trained"] == before.config.threshold
+    md = package_model.card_markdown(after.card)
+    assert (f"The threshold a was {before.config.threshold:g} in training and is 0.005 at inference: "
+            "chosen on held-out events") in md
+    assert "in training and is" not in package_model.card_markdown(before.card)

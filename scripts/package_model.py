@@ -304,6 +304,12 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
     rep += _residual_scaling_sentence(folds)
+    inferred = {d.get("protocol", {}).get("infer_threshold") for d in folds.values()}
+    if inferred != {None}:
+        if len(inferred) > 1:
+            raise ValueError(f"the folds under {runs} were scored with different thresholds {inferred}")
+        rep += (f" Scored with the threshold a = {inferred.pop():g} at inference (trained with "
+                f"{d0['protocol'].get('trained_threshold'):g}; `--infer-threshold`).")
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
     if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "

@@ -458,6 +458,14 @@ def test_loeo_table_says_how_each_fold_scaled_the_residual(tmp_path):
     fold("fmi2016", {})
     fold("knmi2010", {})
     assert "residual" not in package_model.loeo_table(tmp_path, 10, 3)["description"]
+    # folds scored with another threshold at inference say so; mixed thresholds are refused
+    for e in ("fmi2016", "knmi2010", "mch2016"):
+        fold(e, {"infer_threshold": 0.0, "trained_threshold": 0.02})
+    assert package_model.loeo_table(tmp_path, 10, 3)["description"].endswith(
+        " Scored with the threshold a = 0 at inference (trained with 0.02; `--infer-threshold`).")
+    fold("mch2016", {})
+    with pytest.raises(ValueError, match="different thresholds"):
+        package_model.loeo_table(tmp_path, 10, 3)
 
 
 def test_set_threshold_resaves_the_same_weights_with_the_new_threshold(tmp_path):
@@ -474,8 +482,11 @@ def test_set_threshold_resaves_the_same_weights_with_the_new_threshold(tmp_path)
     assert after.config == before.config.replace(threshold=0.005)
     assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
     assert after.card["config"]["threshold"] == 0.005
-    assert after.card["training"]["threshold_trained"] == before.config.threshold
+    trained = before.card["training"].get("threshold_trained", before.config.threshold)
+    assert after.card["training"]["threshold_trained"] == trained  # the value training used
     md = package_model.card_markdown(after.card)
-    assert (f"The threshold a was {before.config.threshold:g} in training and is 0.005 at inference: "
+    assert (f"The threshold a was {trained:g} in training and is 0.005 at inference: "
             "chosen on held-out events") in md
-    assert "in training and is" not in package_model.card_markdown(before.card)
+    # a card whose threshold is the trained one has no such sentence
+    same = {**before.card, "config": {**before.card["config"], "threshold": trained}}
+    assert "in training and is" not in package_model.card_markdown(same)

@@ -225,8 +225,10 @@ class SRModel(nn.Module):
 
         Examples
         --------
-        >>> m = xs.load_pretrained("radar-s10-t3")            # doctest: +SKIP
-        >>> dry_free = m.with_config(threshold=0.0)            # doctest: +SKIP
+        >>> m = xsuperres.load_model("radar-s10-t1")          # doctest: +SKIP
+        >>> m0 = m.with_config(threshold=0.0)                   # doctest: +SKIP
+        >>> m0.config.threshold, m0.metadata["config_changes"]  # doctest: +SKIP
+        (0.0, {'threshold': 0.01})
         """
         other = sorted(set(changes) - set(self.OUTPUT_FIELDS))
         if other:

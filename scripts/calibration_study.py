@@ -54,9 +54,11 @@ from xsuperres.model import SRModel  # noqa: E402
 
 
 def variant(model: SRModel, normalization: dict | None = None, **config_changes) -> SRModel:
-    """``model`` with some configuration fields (and normalization entries) changed, same weights."""
-    norm = {**model.normalization, **(normalization or {})}
-    m = SRModel(model.config.replace(**config_changes), norm, model.metadata)
+    """``model`` with some output settings (``SRModel.with_config``) or normalization entries
+    changed, same weights."""
+    if normalization is None:
+        return model.with_config(**config_changes)
+    m = SRModel(model.config.replace(**config_changes), {**model.normalization, **normalization}, model.metadata)
     m.load_state_dict(model.state_dict())
     return m.eval()
 

@@ -20,6 +20,11 @@ scores the run's model under inference-time variants, one at a time against the 
   mode (block for the shipped (S <= 10) recipes, so against the ``"tile"`` mode they were
   trained with; tile for (25, 6), so against ``"block"``).
 
+Members are sampled around the mean the run's diffusion stage was trained around (``--mean
+auto``): ``U_det``'s, or for S = 1 runs trained with ``--diffusion-mean motion`` the
+motion-compensated interpolation in time of the LR steps, as the run's "full model around
+the motion mean" row and ``downscale``'s default for such models.
+
 ``--quick`` scores only the default, its second seed and the other mode; ``--only TEXT
 [TEXT ...]`` only the variants whose label contains one of the texts (the default and its
 second seed always).
@@ -47,7 +52,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import scores, table  # noqa: E402
-from package_model import rebuild_validation  # noqa: E402
+from package_model import rebuild_validation, validation_motion_mean  # noqa: E402
 
 from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
@@ -75,20 +80,28 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", metavar="TEXT",
                    help="only the variants whose label contains one of these texts (and the default, both seeds)")
     p.add_argument("--out", help="output JSON (default RUN/calibration.json)")
+    p.add_argument("--mean", choices=("auto", "network", "motion"), default="auto",
+                   help="the mean the members are sampled around: U_det's (network) or the "
+                        "motion-compensated interpolation in time (motion, S = 1 only); auto: the one "
+                        "the run's diffusion stage was trained around")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     doc = json.loads((run / "results.json").read_text())
     model = SRModel.load(run / "model")
-    ctx, truth, _ = rebuild_validation(doc, args.data_dir)
+    ctx, truth, td = rebuild_validation(doc, args.data_dir)
     c = model.config
     M, seed = args.members, args.seed
+    around = (doc["protocol"].get("diffusion_mean") or "network") if args.mean == "auto" else args.mean
+    extra = {}
+    if around == "motion":  # as train_shared's "full model around the motion mean" row
+        extra["mean"] = validation_motion_mean(td, len(ctx))
 
     mode = inference_mass_conservation(c)
     other = "block" if mode == "tile" else "tile"
-    default = dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed)  # predict keywords
+    default = dict(sampler="dpmpp_2m", steps=10, n_members=M, seed=seed, **extra)  # predict keywords
     plan = [  # (label, model, predict keywords)
-        (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}, {mode} MC (auto)", model,
+        (f"default: dpmpp_2m 10 steps, {M} members, seed {seed}, {mode} MC (auto), around the {around} mean", model,
          default),
         (f"default, seed {seed + 1}", model, {**default, "seed": seed + 1}),
         (f"{other} MC" + (" (the training mode)" if other == c.mass_conservation else ""), model,
@@ -121,7 +134,8 @@ def main(argv=None) -> int:
     if args.only:
         plan = plan[:2] + [v for v in plan[2:] if any(t in v[0] for t in args.only)]
 
-    results = {k: v for k, v in doc["results"].items() if k.startswith(("RainFARM", "bicubic"))}
+    results = {k: v for k, v in doc["results"].items()
+               if k.startswith(("RainFARM", "bicubic", "linear in time", "motion-compensated"))}
     timing = {}
     for label, m, kw in plan:
         t0 = time.perf_counter()
@@ -131,7 +145,7 @@ def main(argv=None) -> int:
               f"({timing[label]:.0f} s)", flush=True)
     text = table(results, cols=("crps", "pitd", "pe99", "q99_bias", "lsd", "spread_error"), width=14)
     print(text)
-    out = {"run": str(run), "n_samples": int(len(ctx)), "config": c.to_dict(), "results": results,
+    out = {"run": str(run), "n_samples": int(len(ctx)), "config": c.to_dict(), "mean": around, "results": results,
            "wall_s": timing, "table": text,
            "metrics_units": "crps, pe99, q99_bias (members' q99 minus the truth's) in mm/h; pitd, lsd, "
                             "pit_outer_fraction (0.2 if calibrated), spread_error (1 if calibrated) unitless"}

@@ -46,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_shared as ts  # noqa: E402
-from heldout import scores, validation_arrays  # noqa: E402
+from heldout import scores, temporal_peer, validation_arrays  # noqa: E402
 
 from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
@@ -88,6 +88,17 @@ def rebuild_validation(doc: dict, data_dir: str):
         idx = ts.eval_subset(len(ctx), n["evaluated"])
         ctx, truth = ctx[idx], truth[idx]
     return ctx, truth, td
+
+
+def validation_motion_mean(td, n: int):
+    """The motion-compensated interpolation in time (mm/h, ``(n, T, H, W)``) of the ``n``
+    validation samples that :func:`rebuild_validation` returns for ``td``: the mean that
+    the members of a model trained with ``--diffusion-mean motion`` are sampled around in
+    the "full model around the motion mean" rows (it uses the LR step after the block)."""
+    records = td.valid.records
+    if n < len(records):
+        records = records[ts.eval_subset(len(records), n)]
+    return temporal_peer(td, "motion", records)[:, 0]
 
 
 def check_same_samples(ctx, truth, S: int, T: int, recorded_bicubic_crps: float) -> None:
@@ -380,7 +391,7 @@ def rescore(dest: Path, data_dir: str) -> dict:
     validation samples (checked against the card's bicubic score); rewrite the card.
     Other rows, the weights and the leave-one-event-out table stay. Returns the card."""
     card = json.loads((dest / "card.json").read_text())
-    ctx, truth, _ = rebuild_validation(doc_from_card(card), data_dir)
+    ctx, truth, td = rebuild_validation(doc_from_card(card), data_dir)
     res = card["scores"]
     S, T = card["config"]["S"], card["config"]["T"]
     check_same_samples(ctx, truth, S, T, res["bicubic"]["crps"])
@@ -389,12 +400,15 @@ def rescore(dest: Path, data_dir: str) -> dict:
     det = "deterministic (U_det + MC)"
     res[det] = scores(model.predict_mean(ctx, device="cpu")[:, None], truth)
     fulls = [k for k in res if k.startswith("full")]
+    motion = None
     for name in fulls:
-        m = re.fullmatch(r"full model \((\w+), (\d+) steps, (\d+) members\)", name)
+        m = re.fullmatch(r"full model( around the motion mean)? \((\w+), (\d+) steps, (\d+) members\)", name)
         if m is None:
             raise ValueError(f"cannot re-score the row {name!r}")
-        ens = model.predict(ctx, n_members=int(m.group(3)), sampler=m.group(1), steps=int(m.group(2)),
-                            seed=card["training"]["seed"], device="cpu")
+        if m.group(1) and motion is None:
+            motion = validation_motion_mean(td, len(ctx))
+        ens = model.predict(ctx, n_members=int(m.group(4)), sampler=m.group(2), steps=int(m.group(3)),
+                            seed=card["training"]["seed"], device="cpu", mean=motion if m.group(1) else None)
         res[name] = scores(ens, truth)
     best = min(fulls, key=lambda k: res[k]["crps"])
     card["summary"] = summary_text(S, T, model.config.mass_conservation or "no", mc)

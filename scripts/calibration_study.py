@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     ctx, truth, td = rebuild_validation(doc, args.data_dir)
     c = model.config
     M, seed = args.members, args.seed
-    around = (doc["protocol"].get("diffusion_mean") or "network") if args.mean == "auto" else args.mean
+    around = model.diffusion_mean if args.mean == "auto" else args.mean
     extra = {}
     if around == "motion":  # as train_shared's "full model around the motion mean" row
         extra["mean"] = validation_motion_mean(td, len(ctx))

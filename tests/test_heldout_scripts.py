@@ -217,6 +217,23 @@ def test_loeo_table_of_the_card_and_the_summary_heading(tmp_path):
     assert "## (S, T) = (1, 3), diffusion stage trained around the motion mean" in out.read_text()
 
 
+def test_caveats_say_only_what_the_scores_show():
+    """scripts/package_model.py caveats: a baseline is named only on the metrics where it wins,
+    and the member-MAE sentence appears only when single members are worse than the mean."""
+    package_model = pytest.importorskip("package_model")
+    row = {"crps": 0.2, "pitd": 0.08, "pe99": 1.0, "lsd": 0.5, "mae": 0.30}
+    scores = {"bicubic": {**row, "crps": 0.3, "pe99": 0.9}, "nearest": {**row, "crps": 0.35, "lsd": 0.6},
+              "deterministic (U_det + MC)": {**row, "crps": 0.25, "pitd": 0.2, "mae": 0.25},
+              "full": dict(row)}
+    out = package_model.caveats(scores, "full", valid_event="knmi_2010-08-26_5min")
+    assert out[0] == "bicubic beats the full model on PE99 (0.9000 vs 1.0000)."
+    assert not any(s.startswith("nearest") for s in out)
+    assert any("MAE of single members (0.3000 mm/h) is worse than the deterministic mean's (0.2500)" in s
+               for s in out)
+    scores["full"]["mae"] = 0.25  # equal: not worse, so not said
+    assert not any("MAE of single members" in s for s in package_model.caveats(scores, "full"))
+
+
 def test_refresh_loeo_rewrites_only_the_cards_table(tmp_path):
     """scripts/package_model.py --refresh-loeo: the packaged card's leave-one-event-out table
     comes from the new folds; its held-out scores and the weights' files stay byte for byte."""

@@ -27,7 +27,9 @@ the motion mean" row and ``downscale``'s default for such models.
 
 ``--quick`` scores only the default, its second seed and the other mode; ``--only TEXT
 [TEXT ...]`` only the variants whose label contains one of the texts (the default and its
-second seed always).
+second seed always; ``--no-second-seed`` drops the second seed, e.g. where the noise level
+is already known). ``--threshold-factors`` sets the multiples of the trained threshold ``a``
+that are tried (default 0, 0.5 and 2).
 
 CRPS, PITD, pe99 (and its sign, ``q99_bias``), LSD and the spread-error ratio of each, next
 to RainFARM's from the run, in ``--out`` (default ``RUN/calibration.json``) and a printed
@@ -78,7 +80,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="only the default, a second seed and the other MC mode")
     p.add_argument("--only", nargs="+", metavar="TEXT",
-                   help="only the variants whose label contains one of these texts (and the default, both seeds)")
+                   help="only the variants whose label contains one of these texts (and the default; "
+                        "its second seed unless --no-second-seed)")
+    p.add_argument("--threshold-factors", type=float, nargs="+", default=[0.0, 0.5, 2.0], metavar="F",
+                   help="multiples of the trained threshold a to try (default: 0 0.5 2)")
+    p.add_argument("--no-second-seed", action="store_true", help="skip the default's second noise seed")
     p.add_argument("--out", help="output JSON (default RUN/calibration.json)")
     p.add_argument("--mean", choices=("auto", "network", "motion"), default="auto",
                    help="the mean the members are sampled around: U_det's (network) or the "
@@ -119,7 +125,7 @@ def main(argv=None) -> int:
             ("3 members", model, {**default, "n_members": 3}),
             ("10 members", model, {**default, "n_members": 10}),
         ]
-        for f in (0.0, 0.5, 2.0):
+        for f in args.threshold_factors:
             plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
                          default))
         rs = float(model.normalization.get("residual_scale", 1.0))
@@ -133,6 +139,8 @@ def main(argv=None) -> int:
 
     if args.only:
         plan = plan[:2] + [v for v in plan[2:] if any(t in v[0] for t in args.only)]
+    if args.no_second_seed:
+        del plan[1]
 
     results = {k: v for k, v in doc["results"].items()
                if k.startswith(("RainFARM", "bicubic", "linear in time", "motion-compensated"))}

@@ -27,19 +27,19 @@ SCRIPT = textwrap.dedent(
     # (channels, heads, radius, H, W, bias, dtype, channels_last, block)
     cases = [
         (8, 2, 1, 5, 7, True, "float32", False, None),
-        (12, 4, 3, 9, 11, True, "float32", False, None),  # head width 3: padded to 4 lanes
-        (16, 4, 3, 10, 10, False, "float32", False, None),
+        (12, 4, 3, 8, 9, True, "float32", False, None),  # head width 3: padded to 4 lanes
+        (16, 4, 2, 7, 7, False, "float32", False, None),
         (6, 2, 0, 4, 3, True, "float32", False, None),  # radius 0: each pixel itself
         (8, 2, 2, 6, 9, True, "float32", True, 16),  # strided qkv, 4 blocks with a remainder
-        (8, 2, 3, 3, 4, True, "float32", False, None),  # window wider than the image
-        (16, 4, 2, 8, 8, True, "bfloat16", False, None),
+        (8, 2, 2, 3, 4, True, "float32", False, None),  # window (5 px) wider than the image
+        (16, 4, 2, 6, 6, True, "bfloat16", False, None),
     ]
     for C, heads, n, H, W, bias, dtype, cl, block in cases:
         torch.manual_seed(len(rows))
         m = NeighborhoodAttention(C, n, heads, rel_pos_bias=bias)
         if bias:
             torch.nn.init.normal_(m.rel_bias)
-        x = torch.randn(3, C, H, W)
+        x = torch.randn(2, C, H, W)  # two images: the batch index of the kernel
         with torch.no_grad():
             qkv = m.qkv(m.norm(x))
             if cl:
@@ -84,7 +84,7 @@ def test_fused_equals_plain(interpreted):
     assert len(interpreted) == 7
     for r in interpreted:
         C, heads, n, H, W, bias, dtype, cl, block = r["case"]
-        assert r["shape"] == [3, C, H, W]
+        assert r["shape"] == [2, C, H, W]
         assert r["dtype"] == f"torch.{dtype}"
         # float32: rounding of a different summation order; bfloat16: its 8-bit mantissa
         tol = 1e-5 if dtype == "float32" else 3e-2 * r["scale"]

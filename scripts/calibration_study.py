@@ -29,7 +29,9 @@ the motion mean" row and ``downscale``'s default for such models.
 [TEXT ...]`` only the variants whose label contains one of the texts (the default and its
 second seed always; ``--no-second-seed`` drops the second seed, e.g. where the noise level
 is already known). ``--threshold-factors`` sets the multiples of the trained threshold ``a``
-that are tried (default 0, 0.5 and 2).
+that are tried (default 0, 0.5 and 2), ``--residual-factors`` those of the residual scale
+(default 0.75, 1.5 and 2); ``--threshold A`` scores every variant with the run's threshold
+replaced by ``A`` (e.g. the shipped model's, where it differs from the trained one).
 
 CRPS, PITD, pe99 (and its sign, ``q99_bias``), LSD and the spread-error ratio of each, next
 to RainFARM's from the run, in ``--out`` (default ``RUN/calibration.json``) and a printed
@@ -84,6 +86,10 @@ def main(argv=None) -> int:
                         "its second seed unless --no-second-seed)")
     p.add_argument("--threshold-factors", type=float, nargs="+", default=[0.0, 0.5, 2.0], metavar="F",
                    help="multiples of the trained threshold a to try (default: 0 0.5 2)")
+    p.add_argument("--residual-factors", type=float, nargs="+", default=[0.75, 1.5, 2.0], metavar="K",
+                   help="multiples of the trained residual scale to try at inference (default: 0.75 1.5 2)")
+    p.add_argument("--threshold", type=float, default=None, metavar="A",
+                   help="the threshold a of every variant's base model (default: the run's own)")
     p.add_argument("--no-second-seed", action="store_true", help="skip the default's second noise seed")
     p.add_argument("--out", help="output JSON (default RUN/calibration.json)")
     p.add_argument("--mean", choices=("auto", "network", "motion"), default="auto",
@@ -95,6 +101,8 @@ def main(argv=None) -> int:
     run = Path(args.run)
     doc = json.loads((run / "results.json").read_text())
     model = SRModel.load(run / "model")
+    if args.threshold is not None:
+        model = model.with_config(threshold=args.threshold)
     ctx, truth, td = rebuild_validation(doc, args.data_dir)
     c = model.config
     M, seed = args.members, args.seed
@@ -129,7 +137,7 @@ def main(argv=None) -> int:
             plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
                          default))
         rs = float(model.normalization.get("residual_scale", 1.0))
-        for k in (0.75, 1.5, 2.0):  # members' residuals around U_det scaled by k (spread deflation, inflation)
+        for k in args.residual_factors:  # members' residuals around U_det scaled by k (spread deflation, inflation)
             plan.append((f"residual x {k:g} at inference ({rs * k:.3g})",
                          variant(model, normalization={"residual_scale": rs * k}),
                          default))

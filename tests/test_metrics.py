@@ -17,6 +17,7 @@ from xsuperres.metrics import (
     crps,
     emd,
     lsd,
+    spectral_log_ratio,
     mae,
     mse,
     pe99,
@@ -117,6 +118,27 @@ def test_percentile_bias_sign_and_hand_case(data):
 def test_lsd_reference(data):
     pred, truth = data
     assert lsd(pred, truth) == pytest.approx(lsd_loop(pred, truth), rel=RTOL)
+
+
+def test_spectral_log_ratio_per_radius(data):
+    """Scaling a field by c moves every radius by log10(c); a frame with power only at one
+    wavenumber departs there and nowhere else; the RMS over radii is the LSD."""
+    pred, truth = data
+    d = spectral_log_ratio(2.0 * truth, truth)
+    assert d.shape == (1, 4, 11)
+    np.testing.assert_allclose(d, np.log10(2.0), atol=1e-9)
+    ny, nx = truth.shape[-2:]
+    yy = np.arange(ny)[:, None] * np.ones(nx)
+    flat = np.ones((ny, nx))
+    wave = flat + 0.5 * np.cos(2 * np.pi * 3 * yy / ny)  # power at (ky, kx) = (+-3, 0): radius 3
+    d = spectral_log_ratio(wave, flat)[0, 0]
+    # only radius 3 departs; elsewhere both spectra are FFT round-off (1e-15) beside the 1e-12 offset
+    assert d[3] > 5 and np.all(np.abs(np.delete(d, 3)) < 0.01)
+    full = spectral_log_ratio(pred, truth)
+    assert float(np.mean(np.sqrt(np.mean(full ** 2, axis=-1)))) == pytest.approx(lsd_loop(pred, truth), rel=RTOL)
+    nan_truth = truth.copy()
+    nan_truth[1] = np.nan
+    assert spectral_log_ratio(pred, nan_truth).shape == (3, 3, 11)  # the all-NaN frame dropped
 
 
 def test_emd_reference(data):

@@ -47,6 +47,7 @@ __all__ = [
     "pitd",
     "pitd_floor",
     "radial_spectrum",
+    "spectral_log_ratio",
     "spread_error_ratio",
     "spread_error_ratio_from_scores",
     "ssim",
@@ -211,20 +212,46 @@ def radial_spectrum(frame: ArrayLike) -> np.ndarray:
     return (sums.reshape(-1, rmax + 1) / counts).reshape(*lead, rmax + 1)
 
 
+def spectral_log_ratio(pred: ArrayLike, truth: ArrayLike) -> np.ndarray:
+    """Per-radius log10 ratio of the spectra of ``pred`` and ``truth`` (unitless).
+
+    ``d[m, f, k] = log10(radial_spectrum(pred[m, f])[k] + 1e-12)
+    - log10(radial_spectrum(truth[f])[k] + 1e-12)``: > 0 where member ``m`` of frame ``f``
+    has more power than the truth at radius ``k`` (wavelength ``n / k`` pixels on an
+    ``n``-pixel frame). NaN pixels of ``truth`` are set to 0 in both fields; all-NaN
+    frames are dropped. :func:`lsd` is the mean over ``m, f`` of the RMS over ``k``.
+
+    Parameters
+    ----------
+    pred : array_like
+        ``(ny, nx)``, ``(n_frames, ny, nx)`` or ``(n_members, n_frames, ny, nx)``.
+    truth : array_like
+        ``(ny, nx)`` or ``(n_frames, ny, nx)``, same units as ``pred``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_members, n_kept_frames, min(ny, nx) // 2 + 1)``.
+    """
+    p, t = _filled(pred, truth)
+    if not t.shape[0]:  # no frame with data
+        return np.zeros((p.shape[0], 0, min(t.shape[-2:]) // 2 + 1))
+    return np.log10(radial_spectrum(p) + LSD_EPS) - np.log10(radial_spectrum(t) + LSD_EPS)[None]
+
+
 def lsd(pred: ArrayLike, truth: ArrayLike) -> float:
     """Log-spectral distance (unitless).
 
     For each member and frame: RMSE over radii between
     ``log10(radial_spectrum(pred) + 1e-12)`` and the same for ``truth``; then
     the mean over members and frames. NaN pixels of ``truth`` are set to 0 in
-    both fields; all-NaN frames are skipped.
+    both fields; all-NaN frames are skipped. Per radius:
+    :func:`spectral_log_ratio`.
     """
-    p, t = _filled(pred, truth)
-    if not t.size:
+    d = spectral_log_ratio(pred, truth)
+    if not d.shape[1]:
         return float("nan")
-    log_p = np.log10(radial_spectrum(p) + LSD_EPS)
-    log_t = np.log10(radial_spectrum(t) + LSD_EPS)
-    return float(np.mean(np.sqrt(np.mean((log_p - log_t) ** 2, axis=-1))))
+    return float(np.mean(np.sqrt(np.mean(d ** 2, axis=-1))))
 
 
 # --------------------------------------------------------------------------- distributions

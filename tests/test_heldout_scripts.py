@@ -502,3 +502,22 @@ def test_set_threshold_resaves_the_same_weights_with_the_new_threshold(tmp_path)
     # a card whose threshold is the trained one has no such sentence
     same = {**before.card, "config": {**before.card["config"], "threshold": trained}}
     assert "in training and is" not in package_model.card_markdown(same)
+
+
+def test_spectral_departure_shares_sum_to_the_lsd():
+    """scripts/spectra_study.py: the per-radius shares add up to the project's LSD of the same
+    pooled frames, and dry truth frames are counted and scored apart."""
+    spectra_study = pytest.importorskip("spectra_study")
+    import xsuperres.metrics as xm
+
+    rng = np.random.default_rng(3)
+    truth = rng.gamma(0.5, 2.0, (4, 3, 16, 16)) * (rng.random((4, 3, 16, 16)) < 0.6)
+    truth[1, 2] = 0.0  # one dry frame
+    pred = truth[:, None] * rng.uniform(0.5, 1.5, (4, 2, 3, 16, 16))
+    r = spectra_study.spectral_departure(pred, truth)
+    pooled = (pred.transpose(1, 0, 2, 3, 4).reshape(2, 12, 16, 16), truth.reshape(12, 16, 16))
+    assert r["lsd"] == pytest.approx(xm.lsd(*pooled), rel=1e-12)
+    assert sum(r["lsd_share"]) == pytest.approx(r["lsd"], rel=1e-12)
+    assert (r["dry_frames"], r["frames"]) == (1, 12)
+    assert r["lsd_dry_truth"] == 0.0  # pred is 0 wherever the truth is: both spectra the same
+    assert r["lsd"] == pytest.approx(11 / 12 * r["lsd_wet_truth"], rel=1e-12)

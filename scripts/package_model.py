@@ -29,13 +29,17 @@ the shipped (float16) weights and the current inference defaults, on the card's 
 validation samples (rebuilt from the card; the run folder is not needed), e.g. after a
 change of what ``mass_conservation="auto"`` picks. ``--rescore NAME --threshold A
 --threshold-note TEXT`` first re-saves the model with the threshold ``a`` of its output set
-to ``A`` (``SRModel.with_config``; same weights), the card keeping the trained value.
+to ``A`` (``SRModel.with_config``; same weights), the card keeping the trained value;
+``--residual-factor K --residual-note TEXT`` likewise multiplies the residual scale the
+members' departures from the mean are scaled back with (a spread deflation, K < 1, or
+inflation at inference; same weights), the card keeping the trained scale.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -142,6 +146,9 @@ def card_markdown(card: dict) -> str:
         "",
         *([f"The threshold a was {tr['threshold_trained']:g} in training and is {c['threshold']:g} at inference: "
            f"{tr['threshold_note']}", ""] if tr.get("threshold_trained", c["threshold"]) != c["threshold"] else []),
+        *([f"The residual scale was {tr['residual_scale_trained']:.4g} (normalized) in training and is "
+           f"{tr['residual_scale_inference']:.4g} at inference: {tr['residual_note']}", ""]
+          if "residual_note" in tr else []),
         f"Parameters: U_det {card['parameters']['mean_net']:,}, U_dif {card['parameters']['diffusion_net']:,}. "
         f"Weights stored as {card['weights_dtype']} safetensors.",
         "",
@@ -386,6 +393,25 @@ def set_threshold(dest: Path, threshold: float, why: str) -> None:
     new.save(dest, dtype=card.get("weights_dtype", "float16"))
 
 
+def set_residual_factor(dest: Path, factor: float, why: str) -> None:
+    """Re-save the packaged model ``dest`` with its residual scale multiplied by ``factor``
+    (same weights: the diffusion network still models the residual scaled by the trained
+    value, so its members' departures from the mean come out ``factor`` times as large);
+    the card records the trained scale and ``why``."""
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"--residual-factor must be positive and finite, got {factor!r}")
+    model = SRModel.load(dest)
+    card = model.card
+    tr = card["training"]
+    trained = tr.setdefault("residual_scale_trained", float(model.normalization["residual_scale"]))
+    tr["residual_scale_inference"] = trained * factor
+    tr["residual_note"] = why
+    new = SRModel(model.config, {**model.normalization, "residual_scale": trained * factor}, model.metadata)
+    new.load_state_dict(model.state_dict())
+    new.card = card
+    new.eval().save(dest, dtype=card.get("weights_dtype", "float16"))
+
+
 def rescore(dest: Path, data_dir: str) -> dict:
     """Re-score the deterministic and full-model rows of the packaged model ``dest`` with
     its shipped weights and the current ``mass_conservation="auto"``, on the card's
@@ -452,15 +478,21 @@ def main(argv=None) -> int:
                         "(same weights; the card keeps the trained value and --threshold-note)")
     p.add_argument("--threshold-note", default="",
                    help="with --threshold: why (e.g. the leave-one-event-out scores that chose it)")
+    p.add_argument("--residual-factor", type=float, default=None, metavar="K",
+                   help="with --rescore: first re-save OUT/NAME with its trained residual scale times K "
+                        "(same weights; the card keeps the trained scale and --residual-note)")
+    p.add_argument("--residual-note", default="", help="with --residual-factor: why")
     args = p.parse_args(argv)
-    if args.threshold is not None and not args.rescore:
-        p.error("--threshold A goes with --rescore NAME")
+    if (args.threshold is not None or args.residual_factor is not None) and not args.rescore:
+        p.error("--threshold A and --residual-factor K go with --rescore NAME")
     if args.rescore:
         if args.run is not None:
             p.error("--rescore NAME takes no RUN/NAME arguments")
         torch.set_num_threads(args.threads)
         if args.threshold is not None:
             set_threshold(Path(args.out) / args.rescore, args.threshold, args.threshold_note)
+        if args.residual_factor is not None:
+            set_residual_factor(Path(args.out) / args.rescore, args.residual_factor, args.residual_note)
         card = rescore(Path(args.out) / args.rescore, args.data_dir)
         print(card_markdown(card))
         return 0

@@ -521,3 +521,34 @@ def test_spectral_departure_shares_sum_to_the_lsd():
     assert (r["dry_frames"], r["frames"]) == (1, 12)
     assert r["lsd_dry_truth"] == 0.0  # pred is 0 wherever the truth is: both spectra the same
     assert r["lsd"] == pytest.approx(11 / 12 * r["lsd_wet_truth"], rel=1e-12)
+
+
+def test_set_residual_factor_rescales_only_the_residual(tmp_path):
+    """scripts/package_model.py --residual-factor: the packaged model is re-saved with its
+    residual scale times K, the same weights, and the card keeps the trained scale and why."""
+    package_model = pytest.importorskip("package_model")
+    from xsuperres.model import SRModel
+
+    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
+    dest = tmp_path / "radar-s1-t3"
+    dest.mkdir()
+    for f in shipped.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    before = SRModel.load(dest)
+    package_model.set_residual_factor(dest, 0.75, "chosen on a fold")
+    after = SRModel.load(dest)
+    rs = before.normalization["residual_scale"]
+    assert after.normalization["residual_scale"] == pytest.approx(0.75 * rs, rel=1e-12)
+    assert {k: v for k, v in after.normalization.items() if k != "residual_scale"} == \
+        {k: v for k, v in before.normalization.items() if k != "residual_scale"}
+    for (k, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert after.config == before.config
+    tr = after.card["training"]
+    assert tr["residual_scale_trained"] == pytest.approx(rs) and tr["residual_note"] == "chosen on a fold"
+    package_model.set_residual_factor(dest, 0.5, "again")  # relative to the trained scale, not compounded
+    assert SRModel.load(dest).normalization["residual_scale"] == pytest.approx(0.5 * rs, rel=1e-12)
+    md = package_model.card_markdown(SRModel.load(dest).card)
+    assert f"The residual scale was {rs:.4g} (normalized) in training and is {0.5 * rs:.4g} at inference: again" in md
+    with pytest.raises(ValueError, match="positive and finite"):
+        package_model.set_residual_factor(dest, 0.0, "no")

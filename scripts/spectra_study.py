@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import rainfarm_members, temporal_peer  # noqa: E402
+from lsd_dry_frames import dry_wet_lsd  # noqa: E402
 from package_model import rebuild_validation, validation_motion_mean  # noqa: E402
 
 import xsuperres.metrics as xm  # noqa: E402
@@ -54,19 +55,17 @@ def spectral_departure(pred: np.ndarray, truth: np.ndarray) -> dict:
     ``d`` per radius (the median is not moved by the few frames whose truth has almost no
     power, where ``d`` reaches 10), each radius's additive share of the LSD
     (``mean_{m,f} d ** 2 / (K LSD[m, f])``, summing to the LSD over the ``K`` radii), the
-    LSD, and the LSD of the frames whose truth is dry (all pixels 0) and of the others."""
+    LSD, and (``lsd_dry_frames.dry_wet_lsd``) the LSD of the frames whose truth is dry
+    and of the others."""
     N, M, T, H, W = pred.shape
-    t = truth.reshape(N * T, H, W)
-    d = xm.spectral_log_ratio(pred.transpose(1, 0, 2, 3, 4).reshape(M, N * T, H, W), t)
-    kept = t[~np.all(np.isnan(t), axis=(-2, -1))]
-    dry = np.nanmax(kept, axis=(-2, -1)) <= 0
+    d = xm.spectral_log_ratio(pred.transpose(1, 0, 2, 3, 4).reshape(M, N * T, H, W), truth.reshape(N * T, H, W))
     frame_lsd = np.sqrt(np.mean(d ** 2, axis=-1))  # (M, frames)
     share = np.mean(d ** 2 / (d.shape[-1] * np.where(frame_lsd > 0, frame_lsd, 1.0)[..., None]), axis=(0, 1))
+    split = dry_wet_lsd(pred, truth)
     return {"median_d": np.median(d, axis=(0, 1)).tolist(), "mean_d": d.mean(axis=(0, 1)).tolist(),
             "lsd_share": share.tolist(), "lsd": float(frame_lsd.mean()),
-            "lsd_dry_truth": float(frame_lsd[:, dry].mean()) if dry.any() else None,
-            "lsd_wet_truth": float(frame_lsd[:, ~dry].mean()) if (~dry).any() else None,
-            "dry_frames": int(dry.sum()), "frames": int(dry.size)}
+            "lsd_dry_truth": split["lsd_dry"], "lsd_wet_truth": split["lsd_wet"],
+            "dry_frames": split["dry_truth_frames"], "frames": split["frames"]}
 
 
 def figure(result: dict, path: Path) -> None:

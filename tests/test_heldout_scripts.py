@@ -537,7 +537,8 @@ def test_set_residual_factor_rescales_only_the_residual(tmp_path):
     before = SRModel.load(dest)
     package_model.set_residual_factor(dest, 0.75, "chosen on a fold")
     after = SRModel.load(dest)
-    rs = before.normalization["residual_scale"]
+    # the factor applies to the trained scale (the card's record where the shipped model has one)
+    rs = before.card["training"].get("residual_scale_trained", before.normalization["residual_scale"])
     assert after.normalization["residual_scale"] == pytest.approx(0.75 * rs, rel=1e-12)
     assert {k: v for k, v in after.normalization.items() if k != "residual_scale"} == \
         {k: v for k, v in before.normalization.items() if k != "residual_scale"}

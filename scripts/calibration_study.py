@@ -56,7 +56,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import scores, table  # noqa: E402
-from package_model import rebuild_validation, validation_motion_mean  # noqa: E402
+from package_model import load_run, validation_motion_mean  # noqa: E402
 
 from xsuperres.config import inference_mass_conservation  # noqa: E402
 from xsuperres.model import SRModel  # noqa: E402
@@ -99,11 +99,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    doc = json.loads((run / "results.json").read_text())
-    model = SRModel.load(run / "model")
-    if args.threshold is not None:
-        model = model.with_config(threshold=args.threshold)
-    ctx, truth, td = rebuild_validation(doc, args.data_dir)
+    doc, model, ctx, truth, td = load_run(run, args.data_dir, args.threshold)
     c = model.config
     M, seed = args.members, args.seed
     around = model.diffusion_mean if args.mean == "auto" else args.mean

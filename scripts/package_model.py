@@ -94,6 +94,18 @@ def rebuild_validation(doc: dict, data_dir: str):
     return ctx, truth, td
 
 
+def load_run(run: Path, data_dir: str, threshold: float | None = None):
+    """A ``train_shared.py`` run folder's ``results.json``, its model (with the threshold ``a``
+    of its output set to ``threshold`` if given) and its rebuilt validation samples:
+    ``(doc, model, ctx, truth, td)``."""
+    doc = json.loads((run / "results.json").read_text())
+    model = SRModel.load(run / "model")
+    if threshold is not None:
+        model = model.with_config(threshold=threshold)
+    ctx, truth, td = rebuild_validation(doc, data_dir)
+    return doc, model, ctx, truth, td
+
+
 def validation_motion_mean(td, n: int):
     """The motion-compensated interpolation in time (mm/h, ``(n, T, H, W)``) of the ``n``
     validation samples that :func:`rebuild_validation` returns for ``td``: the mean that

@@ -40,10 +40,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import rainfarm_members, temporal_peer  # noqa: E402
 from lsd_dry_frames import dry_wet_lsd  # noqa: E402
-from package_model import rebuild_validation, validation_motion_mean  # noqa: E402
+from package_model import load_run, validation_motion_mean  # noqa: E402
 
 import xsuperres.metrics as xm  # noqa: E402
-from xsuperres.model import SRModel  # noqa: E402
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline  # noqa: E402
 
 
@@ -115,11 +114,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    doc = json.loads((run / "results.json").read_text())
-    model = SRModel.load(run / "model")
-    if args.threshold is not None:
-        model = model.with_config(threshold=args.threshold)
-    ctx, truth, td = rebuild_validation(doc, args.data_dir)
+    doc, model, ctx, truth, td = load_run(run, args.data_dir, args.threshold)
     c = model.config
     records = td.valid.records
     if len(ctx) < len(records):

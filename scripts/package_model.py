@@ -111,10 +111,14 @@ def validation_motion_mean(td, n: int):
     validation samples that :func:`rebuild_validation` returns for ``td``: the mean that
     the members of a model trained with ``--diffusion-mean motion`` are sampled around in
     the "full model around the motion mean" rows (it uses the LR step after the block)."""
+    return temporal_peer(td, "motion", validation_records(td, n))[:, 0]
+
+
+def validation_records(td, n: int):
+    """The records of the ``n`` validation samples that :func:`rebuild_validation` returns
+    for ``td`` (``train_shared.py``'s ``--max-eval`` subset when ``n`` is smaller)."""
     records = td.valid.records
-    if n < len(records):
-        records = records[ts.eval_subset(len(records), n)]
-    return temporal_peer(td, "motion", records)[:, 0]
+    return records[ts.eval_subset(len(records), n)] if n < len(records) else records
 
 
 def check_same_samples(ctx, truth, S: int, T: int, recorded_bicubic_crps: float) -> None:

@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout import rainfarm_members, temporal_peer  # noqa: E402
 from lsd_dry_frames import dry_wet_lsd  # noqa: E402
-from package_model import load_run, validation_motion_mean  # noqa: E402
+from package_model import load_run, validation_records  # noqa: E402
 
 import xsuperres.metrics as xm  # noqa: E402
 from xsuperres.nn.baselines import bicubic_baseline, nearest_baseline  # noqa: E402
@@ -116,11 +116,7 @@ def main(argv=None) -> int:
     run = Path(args.run)
     doc, model, ctx, truth, td = load_run(run, args.data_dir, args.threshold)
     c = model.config
-    records = td.valid.records
-    if len(ctx) < len(records):
-        from train_shared import eval_subset
-
-        records = records[eval_subset(len(records), len(ctx))]
+    records = validation_records(td, len(ctx))
     upto = torch.from_numpy(ctx[:, :c.L])
     preds = {"nearest": nearest_baseline(upto, c.S, c.T).numpy()[:, None],
              "bicubic": bicubic_baseline(upto, c.S, c.T).numpy()[:, None]}
@@ -136,15 +132,17 @@ def main(argv=None) -> int:
         if c.T > 1:
             preds["motion peer"] = temporal_peer(td, "motion", records)
     extra = {}
-    if model.diffusion_mean == "motion":
-        extra["mean"] = validation_motion_mean(td, len(ctx))
+    if model.diffusion_mean == "motion":  # the motion peer, as validation_motion_mean gives it
+        motion = preds["motion peer"] if "motion peer" in preds else temporal_peer(td, "motion", records)
+        extra["mean"] = motion[:, 0]
     t0 = time.perf_counter()
     preds["deterministic mean"] = model.predict_mean(ctx, device="cpu")[:, None]
     preds[f"members ({args.members})"] = model.predict(ctx, n_members=args.members, sampler="dpmpp_2m",
                                                        steps=10, seed=args.seed, device="cpu", **extra)
     wall = time.perf_counter() - t0
     result = {"run": str(run), "n_samples": int(len(ctx)), "tile_px": int(truth.shape[-1]),
-              "members_around": model.diffusion_mean, "threshold": model.config.threshold, "config": c.to_dict(), "model_wall_s": wall,
+              "members_around": model.diffusion_mean, "config": c.to_dict(),
+              "model_wall_s": wall,
               "title": f"(S, T) = ({c.S}, {c.T}), left out: {doc['protocol'].get('valid_event')}, "
                        f"{len(ctx)} samples, threshold a = {model.config.threshold:g}",
               "methods": {}}
@@ -153,7 +151,7 @@ def main(argv=None) -> int:
     n = result["tile_px"]
     radii = len(next(iter(result["methods"].values()))["median_d"])
     bands = [(0, 0), (1, 2), (3, max(3, radii // 4)), (max(4, radii // 4 + 1), radii - 1)]
-    head = [f"k = 0 (tile mean)"] + [f"k {lo}-{hi} ({n / hi:.0f}-{n / lo:.0f} px)" for lo, hi in bands[1:]]
+    head = ["k = 0 (tile mean)"] + [f"k {lo}-{hi} ({n / hi:.0f}-{n / lo:.0f} px)" for lo, hi in bands[1:]]
     lines = [f"{'method':<22}{'LSD':>8}{'wet / dry truth':>18}" + "".join(f"{h:>24}" for h in head),
              f"{'':<48}" + f"{'median d / LSD share':>24}" * len(bands)]
     for name, r in result["methods"].items():

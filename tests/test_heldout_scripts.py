@@ -553,3 +553,22 @@ def test_set_residual_factor_rescales_only_the_residual(tmp_path):
     assert f"The residual scale was {rs:.4g} (normalized) in training and is {0.5 * rs:.4g} at inference: again" in md
     with pytest.raises(ValueError, match="positive and finite"):
         package_model.set_residual_factor(dest, 0.0, "no")
+
+
+def test_event_study_box_is_the_wettest_fully_covered_one():
+    event_study = pytest.importorskip("event_study")
+    import xarray as xr
+
+    rain = np.zeros((3, 8, 8), np.float32)
+    rain[:, 0:2, 0:2] = 9.0  # the wettest 4 x 4 corner, but a no-data pixel below
+    rain[1, 3, 1] = np.nan
+    rain[:, 4:6, 6:8] = 2.0  # the wettest covered box on the 2-px grid is y 4:8, x 4:8
+    rain[0, 6, 4] = 1.0
+    da = xr.DataArray(rain, dims=("time", "y", "x"), name="precip")
+    # an independent loop: every covered box on the grid and its total
+    best = max((np.nansum(rain[:, y:y + 4, x:x + 4]), y, x) for y in range(0, 5, 2) for x in range(0, 5, 2)
+               if not np.isnan(rain[:, y:y + 4, x:x + 4]).any())
+    assert (best[1], best[2]) == (4, 4)
+    assert event_study.wettest_covered_box(da, 4, 2) == (slice(4, 8), slice(4, 8))
+    with pytest.raises(ValueError, match="no 8 x 8 px box of 'precip'"):
+        event_study.wettest_covered_box(da, 8, 2)

@@ -15,7 +15,8 @@ against the HR truth with :mod:`xsuperres.metrics`, frames pooled:
   filled with 0) downscaled, then the box cut out (a spectral method needs a field);
 * per model: the deterministic mean (``downscale_mean``) and the full model (``downscale``)
   with every other argument at its default (sampler, steps, tile size, overlap,
-  ``mass_conservation="auto"``, the model's threshold and residual scale).
+  ``mass_conservation="auto"``, the model's residual scale and its threshold unless
+  ``--thresholds`` sets it).
 
 Usage::
 
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
     p.add_argument("--event", required=True, help="file stem in --data, e.g. knmi_2010-08-26_5min")
     p.add_argument("--models", nargs="+", required=True, help="model directories or shipped names")
     p.add_argument("--labels", nargs="+", default=None, help="one per model (default: the paths)")
+    p.add_argument("--thresholds", nargs="+", type=float, default=None, metavar="A",
+                   help="one per model: the threshold a of its output (SRModel.with_config; default: "
+                        "each model's own)")
     p.add_argument("--box", type=int, default=200, help="HR px, a multiple of S")
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -87,6 +91,10 @@ def main(argv=None) -> int:
         p.error("--labels takes one label per model")
     torch.set_num_threads(args.threads)
     models = [xs.SRModel.load(m) if Path(m).is_dir() else xs.load_model(m) for m in args.models]
+    if args.thresholds is not None:
+        if len(args.thresholds) != len(models):
+            p.error("--thresholds takes one value per model")
+        models = [m.with_config(threshold=a) for m, a in zip(models, args.thresholds)]
     factors = {(m.config.S, m.config.T) for m in models}
     if len(factors) != 1:
         p.error(f"the models have different (S, T): {sorted(factors)}")
@@ -137,7 +145,9 @@ def main(argv=None) -> int:
     if args.json:
         out = {"event": args.event, "box": {"y": [ys.start, ys.stop], "x": [xs_.start, xs_.stop]},
                "S": S, "T": T, "blocks_scored": nb - L + 1, "members": args.members, "seed": args.seed,
-               "models": dict(zip(labels, args.models)), "results": rows, "seconds": seconds}
+               "models": dict(zip(labels, args.models)),
+               "thresholds": dict(zip(labels, (m.config.threshold for m in models))),
+               "results": rows, "seconds": seconds}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -33,6 +33,9 @@ to ``A`` (``SRModel.with_config``; same weights), the card keeping the trained v
 ``--residual-factor K --residual-note TEXT`` likewise multiplies the residual scale the
 members' departures from the mean are scaled back with (a spread deflation, K < 1, or
 inflation at inference; same weights), the card keeping the trained scale.
+``--renote NAME --threshold-note TEXT`` (and/or ``--residual-note TEXT``) only rewrites
+why an earlier ``--threshold`` (``--residual-factor``) was chosen, e.g. after another fold
+confirmed it (weights, scores and the setting untouched).
 """
 
 from __future__ import annotations
@@ -409,6 +412,23 @@ def set_threshold(dest: Path, threshold: float, why: str) -> None:
     new.save(dest, dtype=card.get("weights_dtype", "float16"))
 
 
+def set_notes(dest: Path, threshold_note: str = "", residual_note: str = "") -> dict:
+    """Rewrite why the packaged model ``dest``'s inference threshold and/or residual scale
+    differ from the trained ones (its ``card.json`` and ``model_card.md``; the weights, the
+    configuration and the scores stay as they are). Returns the new card."""
+    card = json.loads((dest / "card.json").read_text())
+    tr = card["training"]
+    for note, key, what in ((threshold_note, "threshold_note", "--threshold"),
+                            (residual_note, "residual_note", "--residual-factor")):
+        if note:
+            if key not in tr:
+                raise ValueError(f"{dest.name}: its card has no {key} to rewrite; set the value with "
+                                 f"--rescore {dest.name} {what} ... first")
+            tr[key] = note
+    write_card(dest, card)
+    return card
+
+
 def set_residual_factor(dest: Path, factor: float, why: str) -> None:
     """Re-save the packaged model ``dest`` with its residual scale multiplied by ``factor``
     (same weights: the diffusion network still models the residual scaled by the trained
@@ -498,7 +518,15 @@ def main(argv=None) -> int:
                    help="with --rescore: first re-save OUT/NAME with its trained residual scale times K "
                         "(same weights; the card keeps the trained scale and --residual-note)")
     p.add_argument("--residual-note", default="", help="with --residual-factor: why")
+    p.add_argument("--renote", metavar="NAME", default=None,
+                   help="only rewrite the packaged card OUT/NAME's --threshold-note and/or --residual-note "
+                        "(the settings, weights and scores untouched)")
     args = p.parse_args(argv)
+    if args.renote:
+        if args.run is not None or args.rescore or not (args.threshold_note or args.residual_note):
+            p.error("--renote NAME takes --threshold-note and/or --residual-note and nothing else")
+        print(card_markdown(set_notes(Path(args.out) / args.renote, args.threshold_note, args.residual_note)))
+        return 0
     if (args.threshold is not None or args.residual_factor is not None) and not args.rescore:
         p.error("--threshold A and --residual-factor K go with --rescore NAME")
     if args.rescore:

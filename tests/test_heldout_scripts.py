@@ -572,3 +572,31 @@ def test_event_study_box_is_the_wettest_fully_covered_one():
     assert event_study.wettest_covered_box(da, 4, 2) == (slice(4, 8), slice(4, 8))
     with pytest.raises(ValueError, match="no 8 x 8 px box of 'precip'"):
         event_study.wettest_covered_box(da, 8, 2)
+
+
+def test_renote_rewrites_only_the_notes(tmp_path):
+    """scripts/package_model.py --renote: the notes change, everything else of the card and
+    the weights' files stay byte for byte; a note for a setting never changed is refused."""
+    package_model = pytest.importorskip("package_model")
+    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
+    dest = tmp_path / "weights" / "radar-s1-t3"
+    dest.mkdir(parents=True)
+    for f in ("card.json", "model_card.md", "config.json"):
+        (dest / f).write_bytes((shipped / f).read_bytes())
+    before = json.loads((dest / "card.json").read_text())
+    assert package_model.main(["--renote", "radar-s1-t3", "--residual-note", "confirmed on two folds",
+                               "--out", str(tmp_path / "weights")]) == 0
+    after = json.loads((dest / "card.json").read_text())
+    assert after["training"]["residual_note"] == "confirmed on two folds"
+    assert after["training"]["threshold_note"] == before["training"]["threshold_note"]
+    after["training"]["residual_note"] = before["training"]["residual_note"]
+    assert after == before
+    assert "confirmed on two folds" in (dest / "model_card.md").read_text()
+    assert (dest / "config.json").read_bytes() == (shipped / "config.json").read_bytes()
+    card = json.loads((dest / "card.json").read_text())
+    del card["training"]["threshold_note"]
+    (dest / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="no threshold_note to rewrite"):
+        package_model.set_notes(dest, threshold_note="x")
+    with pytest.raises(SystemExit):  # nothing to rewrite
+        package_model.main(["--renote", "radar-s1-t3", "--out", str(tmp_path / "weights")])

@@ -234,15 +234,22 @@ def test_caveats_say_only_what_the_scores_show():
     assert not any("MAE of single members" in s for s in package_model.caveats(scores, "full"))
 
 
+def card_copy(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """``(shipped folder, tmp_path/weights/name)``: a copy of a shipped model's card and
+    configuration (not its weights) to rewrite."""
+    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / name
+    dest = tmp_path / "weights" / name
+    dest.mkdir(parents=True)
+    for f in ("card.json", "model_card.md", "config.json"):
+        (dest / f).write_bytes((shipped / f).read_bytes())
+    return shipped, dest
+
+
 def test_refresh_loeo_rewrites_only_the_cards_table(tmp_path):
     """scripts/package_model.py --refresh-loeo: the packaged card's leave-one-event-out table
     comes from the new folds; its held-out scores and the weights' files stay byte for byte."""
     package_model = pytest.importorskip("package_model")
-    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
-    dest = tmp_path / "weights" / "radar-s1-t3"
-    dest.mkdir(parents=True)
-    for f in ("card.json", "model_card.md", "config.json"):
-        (dest / f).write_bytes((shipped / f).read_bytes())
+    shipped, dest = card_copy(tmp_path, "radar-s1-t3")
     runs = tmp_path / "runs"
     d = runs / "loeo_1x3_fmi2016"
     d.mkdir(parents=True)
@@ -578,11 +585,7 @@ def test_renote_rewrites_only_the_notes(tmp_path):
     """scripts/package_model.py --renote: the notes change, everything else of the card and
     the weights' files stay byte for byte; a note for a setting never changed is refused."""
     package_model = pytest.importorskip("package_model")
-    shipped = Path(__file__).resolve().parent.parent / "xsuperres" / "weights" / "radar-s1-t3"
-    dest = tmp_path / "weights" / "radar-s1-t3"
-    dest.mkdir(parents=True)
-    for f in ("card.json", "model_card.md", "config.json"):
-        (dest / f).write_bytes((shipped / f).read_bytes())
+    shipped, dest = card_copy(tmp_path, "radar-s1-t3")
     before = json.loads((dest / "card.json").read_text())
     assert package_model.main(["--renote", "radar-s1-t3", "--residual-note", "confirmed on two folds",
                                "--out", str(tmp_path / "weights")]) == 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,18 +36,22 @@ import numpy as np
 import torch
 import xarray as xr
 
-import xsuperres as xs
-from xsuperres import metrics as xm
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import temporal_study  # noqa: E402
 
-METRICS = ("crps", "pitd", "pe99", "lsd", "mae")
+import xsuperres as xs  # noqa: E402
+from xsuperres import metrics as xm  # noqa: E402
+
+METRICS = ("crps", "pitd", "pe99", "lsd", "mae")  # the columns printed, of temporal_study.METRICS
 
 
 def scores(pred: xr.DataArray, truth: xr.DataArray) -> dict:
-    """Pooled scores of a deterministic ``(time, y, x)`` or ensemble ``(member, ...)`` field."""
-    p = pred.transpose("member", "time", "y", "x").values if "member" in pred.dims else pred.values[None]
-    out = {m: float(getattr(xm, m)(p, truth.values)) for m in METRICS}
-    if p.shape[0] > 1:
-        out["spread_error"] = float(xm.spread_error_ratio(p, truth.values))
+    """:func:`temporal_study.scores` (pooled over frames) and, for an ensemble, the
+    spread-error ratio."""
+    out = temporal_study.scores(pred, truth)
+    if pred.sizes.get("member", 1) > 1:
+        out["spread_error"] = float(xm.spread_error_ratio(
+            pred.transpose("member", "time", "y", "x").values, truth.values))
     return out
 
 

@@ -523,7 +523,8 @@ def main(argv=None) -> int:
                         "(the settings, weights and scores untouched)")
     args = p.parse_args(argv)
     if args.renote:
-        if args.run is not None or args.rescore or not (args.threshold_note or args.residual_note):
+        if (args.run is not None or args.rescore or args.threshold is not None or args.residual_factor is not None
+                or not (args.threshold_note or args.residual_note)):
             p.error("--renote NAME takes --threshold-note and/or --residual-note and nothing else")
         print(card_markdown(set_notes(Path(args.out) / args.renote, args.threshold_note, args.residual_note)))
         return 0

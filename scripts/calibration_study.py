@@ -59,17 +59,6 @@ from heldout import scores, table  # noqa: E402
 from package_model import load_run, validation_motion_mean  # noqa: E402
 
 from xsuperres.config import inference_mass_conservation  # noqa: E402
-from xsuperres.model import SRModel  # noqa: E402
-
-
-def variant(model: SRModel, normalization: dict | None = None, **config_changes) -> SRModel:
-    """``model`` with some output settings (``SRModel.with_config``) or normalization entries
-    changed, same weights."""
-    if normalization is None:
-        return model.with_config(**config_changes)
-    m = SRModel(model.config.replace(**config_changes), {**model.normalization, **normalization}, model.metadata)
-    m.load_state_dict(model.state_dict())
-    return m.eval()
 
 
 def main(argv=None) -> int:
@@ -130,15 +119,15 @@ def main(argv=None) -> int:
             ("10 members", model, {**default, "n_members": 10}),
         ]
         for f in args.threshold_factors:
-            plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", variant(model, threshold=c.threshold * f),
+            plan.append((f"threshold a x {f:g} ({c.threshold * f:.3g})", model.with_config(threshold=c.threshold * f),
                          default))
         rs = float(model.normalization.get("residual_scale", 1.0))
         for k in args.residual_factors:  # members' residuals around U_det scaled by k (spread deflation, inflation)
             plan.append((f"residual x {k:g} at inference ({rs * k:.3g})",
-                         variant(model, normalization={"residual_scale": rs * k}),
+                         model.with_residual_factor(k),
                          default))
         for pw in (0.8, 1.25):
-            plan.append((f"F(x) = x ** {pw:g}", variant(model, power=pw),
+            plan.append((f"F(x) = x ** {pw:g}", model.with_config(power=pw),
                          default))
 
     if args.only:

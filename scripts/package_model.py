@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 import time
@@ -348,6 +347,12 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
             raise ValueError(f"the folds under {runs} were scored with different thresholds {inferred}")
         rep += (f" Scored with the threshold a = {inferred.pop():g} at inference (trained with "
                 f"{d0['protocol'].get('trained_threshold'):g}; `--infer-threshold`).")
+    factors = {d.get("protocol", {}).get("infer_residual_factor") for d in folds.values()}
+    if factors != {None}:
+        if len(factors) > 1:
+            raise ValueError(f"the folds under {runs} were scored with different residual factors {factors}")
+        rep += (f" Scored with the residual scale x {factors.pop():g} at inference "
+                "(`--infer-residual-factor`).")
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
     if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "
@@ -434,16 +439,14 @@ def set_residual_factor(dest: Path, factor: float, why: str) -> None:
     (same weights: the diffusion network still models the residual scaled by the trained
     value, so its members' departures from the mean come out ``factor`` times as large);
     the card records the trained scale and ``why``."""
-    if not (factor > 0 and math.isfinite(factor)):
-        raise ValueError(f"--residual-factor must be positive and finite, got {factor!r}")
     model = SRModel.load(dest)
     card = model.card
     tr = card["training"]
     trained = tr.setdefault("residual_scale_trained", float(model.normalization["residual_scale"]))
-    tr["residual_scale_inference"] = trained * factor
+    # relative to the trained scale, so that a second --residual-factor replaces the first
+    new = model.with_residual_factor(trained * factor / float(model.normalization["residual_scale"]))
+    tr["residual_scale_inference"] = float(new.normalization["residual_scale"])
     tr["residual_note"] = why
-    new = SRModel(model.config, {**model.normalization, "residual_scale": trained * factor}, model.metadata)
-    new.load_state_dict(model.state_dict())
     new.card = card
     new.eval().save(dest, dtype=card.get("weights_dtype", "float16"))
 

@@ -158,6 +158,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="score with the threshold a of the output's r_a set to A (normalized units) instead "
                         "of the trained value; the weights are unchanged (SRModel.with_config). The "
                         "results record it as protocol.infer_threshold")
+    p.add_argument("--infer-residual-factor", type=float, default=None, metavar="K",
+                   help="score with the members' departures from the mean K times the trained residual "
+                        "scale (SRModel.with_residual_factor; same weights). The results record it as "
+                        "protocol.infer_residual_factor")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the model of OUT/model trained by an earlier --train-only run "
                         "(its OUT/training.json gives the training times and machine)")
@@ -275,6 +279,9 @@ def main(argv=None) -> int:
     if args.infer_threshold is not None:
         log.info("scoring with the threshold a = %g (trained: %g)", args.infer_threshold, model.config.threshold)
         model = model.with_config(threshold=args.infer_threshold)
+    if args.infer_residual_factor is not None:
+        log.info("scoring with the residual scale x %g", args.infer_residual_factor)
+        model = model.with_residual_factor(args.infer_residual_factor)
 
     # ------------------------------------------------------------------ evaluation
     ctx, truth, where = validation_arrays(td)
@@ -358,7 +365,9 @@ def main(argv=None) -> int:
                      "diffusion_mean": args.diffusion_mean,
                      "cap_quantile": args.cap_quantile or 0.995, "cap_mm_h": td.config.cap,
                      "edsr": None if edsr is None else edsr.metadata,
-                     "residual_scale": model.normalization.get("residual_scale"),
+                     "residual_scale": model.metadata.get("residual_scale_trained",
+                                                          model.normalization.get("residual_scale")),
+                     "infer_residual_factor": args.infer_residual_factor,
                      "residual_power": model.normalization.get("residual_power", 0.0),
                      "residual_floor": model.normalization.get("residual_floor"),
                      "infer_threshold": args.infer_threshold, "trained_threshold": td.config.threshold},

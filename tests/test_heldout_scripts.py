@@ -411,6 +411,24 @@ def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
     assert doc0["results"]["bicubic"] == doc["results"]["bicubic"]
     det = "deterministic (U_det + MC)"
     assert doc0["results"][det]["crps"] != doc["results"][det]["crps"]
+    # --infer-residual-factor scales the members' departures only: the mean's rows stay
+    assert train_shared.main([*common, "--eval-only", "--members", "2", "--max-eval", "4",
+                              "--samplers", "dpmpp_2m:10", "--infer-residual-factor", "0.5"]) == 0
+    docr = json.loads((out / "results.json").read_text())
+    assert docr["protocol"]["infer_residual_factor"] == 0.5
+    assert docr["protocol"]["residual_scale"] == doc["protocol"]["residual_scale"]  # the trained one
+    assert docr["results"][det] == doc["results"][det]
+    # calibration_study's "residual x 0.5" variant is the same model: the same full-model scores,
+    # and not those of its default (residual x 1)
+    calibration_study = pytest.importorskip("calibration_study")
+    assert calibration_study.main([str(out), "--data-dir", str(tmp_path), "--members", "2", "--threads", "1",
+                                   "--only", "residual x", "--residual-factors", "0.5", "--no-second-seed"]) == 0
+    cal = json.loads((out / "calibration.json").read_text())["results"]
+    [half] = [k for k in cal if k.startswith("residual x 0.5 at inference")]
+    [one] = [k for k in cal if k.startswith("default: dpmpp_2m 10 steps, 2 members")]
+    full = docr["results"]["full model (dpmpp_2m, 10 steps, 2 members)"]
+    assert cal[half]["crps"] == pytest.approx(full["crps"], rel=1e-5)
+    assert cal[one]["crps"] != pytest.approx(full["crps"], rel=1e-3)
     # a model without mass conservation (the --no-mc ablation) is not labelled "+ MC"
     xs.SRModel.load(out / "model").with_config(mass_conservation=None).save(out / "model")
     assert train_shared.main([*common, "--eval-only", "--members", "2", "--max-eval", "4"]) == 0
@@ -484,6 +502,14 @@ def test_loeo_table_says_how_each_fold_scaled_the_residual(tmp_path):
         " Scored with the threshold a = 0 at inference (trained with 0.02; `--infer-threshold`).")
     fold("mch2016", {})
     with pytest.raises(ValueError, match="different thresholds"):
+        package_model.loeo_table(tmp_path, 10, 3)
+    # likewise the residual factor
+    for e in ("fmi2016", "knmi2010", "mch2016"):
+        fold(e, {"infer_residual_factor": 0.75})
+    assert package_model.loeo_table(tmp_path, 10, 3)["description"].endswith(
+        " Scored with the residual scale x 0.75 at inference (`--infer-residual-factor`).")
+    fold("mch2016", {})
+    with pytest.raises(ValueError, match="different residual factors"):
         package_model.loeo_table(tmp_path, 10, 3)
 
 

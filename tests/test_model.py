@@ -283,6 +283,30 @@ def test_with_config_changes_only_the_output_settings():
         m.with_config(threshold=-1.0)
 
 
+def test_with_residual_factor_scales_the_members_departures_from_the_mean():
+    """Same seed, same noise: with the residual scale times k, every member departs k times
+    as far from the network's mean (where nothing is clamped at 0); weights untouched."""
+    S, T, k = 5, 2, 0.5
+    m = make_model(S, T, mass_conservation=None, threshold=0.0)
+    m.normalization["residual_scale"] = 0.3
+    lr = rain((2, m.config.L, 3, 3), seed=4, zero_frac=0.2)
+    mk = m.with_residual_factor(k)
+    assert mk.normalization["residual_scale"] == pytest.approx(0.3 * k)
+    assert m.normalization["residual_scale"] == 0.3  # the original is untouched
+    assert mk.metadata["residual_scale_trained"] == 0.3
+    assert mk.with_residual_factor(2.0).metadata["residual_scale_trained"] == 0.3  # chained: still the trained one
+    assert all(torch.equal(v, mk.state_dict()[key]) for key, v in m.state_dict().items())
+    d = m.predict_mean(lr, device="cpu", mass_conservation=None)[:, None]  # (N, 1, T, H, W) mm/h
+    y1 = m.predict(lr, n_members=2, steps=3, seed=7, device="cpu")
+    yk = mk.predict(lr, n_members=2, steps=3, seed=7, device="cpu")
+    ok = (y1 > 0) & (yk > 0) & (d > 0)
+    assert ok.sum() > 100  # an untrained network: about a quarter of the pixels
+    np.testing.assert_allclose((yk - d)[ok], k * (y1 - d)[ok], rtol=1e-4, atol=1e-4)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="factor"):
+            m.with_residual_factor(bad)
+
+
 @pytest.mark.parametrize("threshold", [0.0, 0.05])
 def test_s1_models_give_back_their_input_by_default(threshold):
     """S = 1: "auto" conserves every block (the coarse input is every pixel's block mean),

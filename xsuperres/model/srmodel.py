@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import positive_int
+from ..checks import finite_float, positive_int
 from ..checks import seed as check_seed
 from ..config import SRConfig, inference_mass_conservation
 from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage, upsample_context
@@ -239,6 +239,34 @@ class SRModel(nn.Module):
             trained.setdefault(k, getattr(self.config, k))
         m = SRModel(self.config.replace(**changes), self.normalization,
                     {**self.metadata, "config_changes": trained})
+        m.load_state_dict(self.state_dict())
+        return m.to(self.device).eval()
+
+    def with_residual_factor(self, factor: float) -> "SRModel":
+        """A copy whose members depart ``factor`` times as far from the mean, same weights.
+
+        The diffusion network keeps modelling the residual divided by the trained
+        ``normalization["residual_scale"]``; the copy multiplies it back by ``factor``
+        times that scale: a spread deflation (``factor < 1``) or inflation chosen after
+        training, e.g. on held-out events. ``metadata["residual_scale_trained"]`` keeps
+        the trained scale (also through repeated calls).
+
+        Parameters
+        ----------
+        factor
+            Positive and finite.
+
+        Returns
+        -------
+        SRModel
+            On the same device, in eval mode, without a card.
+        """
+        factor = finite_float(factor, "factor")
+        if factor <= 0:
+            raise ValueError(f"factor must be positive and finite (it multiplies the residual scale), got {factor!r}")
+        rs = float(self.normalization.get("residual_scale", 1.0))
+        meta = {**self.metadata, "residual_scale_trained": self.metadata.get("residual_scale_trained", rs)}
+        m = SRModel(self.config, {**self.normalization, "residual_scale": rs * factor}, meta)
         m.load_state_dict(self.state_dict())
         return m.to(self.device).eval()
 

@@ -445,6 +445,7 @@ def set_residual_factor(dest: Path, factor: float, why: str) -> None:
     trained = tr.setdefault("residual_scale_trained", float(model.normalization["residual_scale"]))
     # relative to the trained scale, so that a second --residual-factor replaces the first
     new = model.with_residual_factor(trained * factor / float(model.normalization["residual_scale"]))
+    new.metadata["residual_scale_trained"] = trained  # the card's record (older models lack the metadata's)
     tr["residual_scale_inference"] = float(new.normalization["residual_scale"])
     tr["residual_note"] = why
     new.card = card

@@ -582,6 +582,7 @@ def test_set_residual_factor_rescales_only_the_residual(tmp_path):
     assert tr["residual_scale_trained"] == pytest.approx(rs) and tr["residual_note"] == "chosen on a fold"
     package_model.set_residual_factor(dest, 0.5, "again")  # relative to the trained scale, not compounded
     assert SRModel.load(dest).normalization["residual_scale"] == pytest.approx(0.5 * rs, rel=1e-12)
+    assert SRModel.load(dest).metadata["residual_scale_trained"] == pytest.approx(rs, rel=1e-12)
     md = package_model.card_markdown(SRModel.load(dest).card)
     assert f"The residual scale was {rs:.4g} (normalized) in training and is {0.5 * rs:.4g} at inference: again" in md
     with pytest.raises(ValueError, match="positive and finite"):

@@ -319,6 +319,15 @@ def _residual_scaling_sentence(folds: dict) -> str:
     return f" The residual of the diffusion stage was scaled differently per fold ({'; '.join(parts)})."
 
 
+def _inference_setting(folds: dict, runs: Path, key: str, what: str):
+    """The inference-time setting ``protocol[key]`` the folds were scored with (``None``:
+    the trained one); folds scored with different ones are refused."""
+    values = {d.get("protocol", {}).get(key) for d in folds.values()}
+    if len(values) > 1:
+        raise ValueError(f"the folds under {runs} were scored with different {what} {values}")
+    return values.pop()
+
+
 def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
                epochs: tuple[int, int] | None = None) -> dict:
     """The leave-one-event-out rows (CRPS, PITD, pe99, LSD per left-out event) of ``runs``.
@@ -341,18 +350,13 @@ def loeo_table(runs: Path, S: int, T: int, clip: bool | None = None,
            f" The folds were trained {'with' if fold_clip else 'without'} the clip of inputs and targets "
            f"at the cap, this model {'with' if clip else 'without'} it.")
     rep += _residual_scaling_sentence(folds)
-    inferred = {d.get("protocol", {}).get("infer_threshold") for d in folds.values()}
-    if inferred != {None}:
-        if len(inferred) > 1:
-            raise ValueError(f"the folds under {runs} were scored with different thresholds {inferred}")
-        rep += (f" Scored with the threshold a = {inferred.pop():g} at inference (trained with "
+    a = _inference_setting(folds, runs, "infer_threshold", "thresholds")
+    if a is not None:
+        rep += (f" Scored with the threshold a = {a:g} at inference (trained with "
                 f"{d0['protocol'].get('trained_threshold'):g}; `--infer-threshold`).")
-    factors = {d.get("protocol", {}).get("infer_residual_factor") for d in folds.values()}
-    if factors != {None}:
-        if len(factors) > 1:
-            raise ValueError(f"the folds under {runs} were scored with different residual factors {factors}")
-        rep += (f" Scored with the residual scale x {factors.pop():g} at inference "
-                "(`--infer-residual-factor`).")
+    k = _inference_setting(folds, runs, "infer_residual_factor", "residual factors")
+    if k is not None:
+        rep += f" Scored with the residual scale x {k:g} at inference (`--infer-residual-factor`)."
     fold_epochs = tuple(d0.get("protocol", {}).get(k) for k in ("mean_epochs", "diffusion_epochs"))
     if epochs is not None and None not in fold_epochs and fold_epochs != tuple(epochs):
         rep += (f" The folds trained {fold_epochs[0]} mean and {fold_epochs[1]} diffusion epochs, "
@@ -449,7 +453,7 @@ def set_residual_factor(dest: Path, factor: float, why: str) -> None:
     tr["residual_scale_inference"] = float(new.normalization["residual_scale"])
     tr["residual_note"] = why
     new.card = card
-    new.eval().save(dest, dtype=card.get("weights_dtype", "float16"))
+    new.save(dest, dtype=card.get("weights_dtype", "float16"))
 
 
 def rescore(dest: Path, data_dir: str) -> dict:

@@ -260,6 +260,12 @@ class SRModel(nn.Module):
         -------
         SRModel
             On the same device, in eval mode, without a card.
+
+        Examples
+        --------
+        >>> m = xsuperres.load_model("radar-s10-t3")                  # doctest: +SKIP
+        >>> narrow = m.with_residual_factor(0.75)                      # doctest: +SKIP
+        >>> ens = narrow.predict(lr, n_members=5)                      # doctest: +SKIP
         """
         factor = finite_float(factor, "factor")
         if factor <= 0:

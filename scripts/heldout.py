@@ -119,6 +119,8 @@ def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     out["pitd_floor"] = float(xm.pitd_floor(t))
     if M > 1:  # members' mutual MAE over their MAE: 1 if calibrated, < 1 too alike
         out["spread_error"] = xm.spread_error_ratio_from_scores(out["crps"], out["mae"], M)
+        # the fair CRPS (pairs of distinct members: no finite-ensemble penalty)
+        out["crps_fair"] = xm.fair_crps_from_scores(out["crps"], out["mae"], M)
     return out
 
 

@@ -36,7 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from xsuperres.metrics import spread_error_ratio_from_scores
+from xsuperres.metrics import fair_crps_from_scores, spread_error_ratio_from_scores
 
 #: event file stem -> short name used in the run folders
 EVENTS = {"knmi_2010-08-26_5min": "knmi2010", "mch_20160711_5min": "mch2016",
@@ -92,16 +92,32 @@ def _method_key(name: str) -> str:
     return name
 
 
+def _n_members(name: str, r: dict) -> int | None:
+    """The member count in an ensemble row's name (``"... 5 members"``); ``None`` if it has
+    none, fewer than two or no stored MAE."""
+    m = re.search(r"(\d+) members", name)
+    if not m or "mae" not in r or int(m.group(1)) < 2:
+        return None
+    return int(m.group(1))
+
+
 def spread_error(name: str, r: dict) -> float | None:
     """The spread-error ratio of an ensemble row: its ``spread_error`` score, or for folds
     scored before that was recorded, from its CRPS and MAE and the member count in its
     name (``xsuperres.metrics.spread_error_ratio_from_scores``); ``None`` if unknown."""
     if "spread_error" in r:
         return r["spread_error"]
-    m = re.search(r"(\d+) members", name)
-    if not m or "mae" not in r or int(m.group(1)) < 2:
-        return None
-    return spread_error_ratio_from_scores(r["crps"], r["mae"], int(m.group(1)))
+    m = _n_members(name, r)
+    return None if m is None else spread_error_ratio_from_scores(r["crps"], r["mae"], m)
+
+
+def fair_crps(name: str, r: dict) -> float | None:
+    """The fair CRPS of an ensemble row (``xsuperres.metrics.crps(..., fair=True)``): its
+    ``crps_fair`` score, or from its CRPS, MAE and member count; ``None`` if unknown."""
+    if "crps_fair" in r:
+        return r["crps_fair"]
+    m = _n_members(name, r)
+    return None if m is None else fair_crps_from_scores(r["crps"], r["mae"], m)
 
 
 def _temporal_targets(e: str, res: dict) -> list[str]:
@@ -180,6 +196,10 @@ def summary(args: argparse.Namespace) -> int:
             sr = [spread_error(names[k], res[k]) for k in ("full model", "RainFARM")]
             if None not in sr:  # 1 if calibrated, < 1 too alike
                 checks.append(f"spread-error ratio {sr[0]:.2f} vs {sr[1]:.2f}")
+            fc = [fair_crps(names[k], res[k]) for k in ("full model", "RainFARM")]
+            if None not in fc:  # no finite-ensemble penalty on the better-spread ensemble
+                g = 1 - fc[0] / fc[1]
+                checks.append(f"fair CRPS {100 * abs(g):.1f} % {'below' if g >= 0 else 'above'} RainFARM's")
             lines.append(f"- {e}: " + "; ".join(checks))
         if pair.startswith("1x"):
             lines += ["", "Targets of temporal super-resolution (each full-model row against the "

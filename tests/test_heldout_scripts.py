@@ -104,6 +104,9 @@ def test_scores_of_a_perfect_and_a_shifted_ensemble():
     assert "spread_error" not in shifted
     pm = np.stack([truth - 1.0, truth + 1.0], axis=1)
     assert heldout.scores(pm, truth)["spread_error"] == pytest.approx(2.0, rel=1e-6)
+    # and the fair CRPS: E|X - y| = 1 minus half the distinct members' difference, 2
+    assert heldout.scores(pm, truth)["crps_fair"] == pytest.approx(0.0, abs=1e-6)
+    assert "crps_fair" not in shifted
     # a row without a column prints "-" in it
     text = heldout.table({"one member": shifted, "two members": heldout.scores(pm, truth)},
                          cols=("crps", "spread_error"))
@@ -147,8 +150,9 @@ def test_loeo_summary_checks_the_targets(tmp_path):
     (tmp_path / "loeo_10x3_fmi2016" / "results.json").write_text(json.dumps({"results": res}))
     assert loeo.main(["summary", "--runs", str(tmp_path), "--out", str(out)]) == 0
     lines = {ln.split(":")[0].strip("- "): ln for ln in out.read_text().splitlines() if ln.startswith("- ")}
-    assert lines["mch2016"].endswith("spread-error ratio 0.67 vs 0.23")
-    assert lines["fmi2016"].endswith("spread-error ratio 0.67 vs 0.90")
+    # fair CRPS: 0.60 - 0.16 * 5 / 4 = 0.40 against 0.55 - 0.05 * 5 / 4 = 0.4875, 17.9 % below
+    assert lines["mch2016"].endswith("spread-error ratio 0.67 vs 0.23; fair CRPS 17.9 % below RainFARM's")
+    assert lines["fmi2016"].endswith("spread-error ratio 0.67 vs 0.90; fair CRPS 17.9 % below RainFARM's")
 
 
 def test_loeo_summary_temporal_targets(tmp_path):
@@ -376,7 +380,7 @@ def test_lsd_split_with_members_and_wet_frames_predicted_dry():
         lsd_dry_frames.dry_wet_lsd(ens[:, :, :2], truth)
 
 
-def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
+def test_train_only_then_eval_only_gives_the_training_record(tmp_path, capsys):
     # training on one machine (a lent GPU), scoring on another: --eval-only scores the model
     # that --train-only saved and reports that run's stage times and machine
     train_shared = pytest.importorskip("train_shared")
@@ -390,6 +394,12 @@ def test_train_only_then_eval_only_gives_the_training_record(tmp_path):
               "--device", "cpu", "--no-rainfarm"]
     with pytest.raises(SystemExit, match="train with --train-only first"):
         train_shared.main([*common, "--eval-only"])
+    # inference settings that no model takes are refused before any training
+    for flag, bad in (("--infer-residual-factor", "0"), ("--infer-residual-factor", "nan"),
+                      ("--infer-threshold", "-0.01")):
+        with pytest.raises(SystemExit):
+            train_shared.parse([*common, flag, bad])
+        assert f"{flag} must be" in capsys.readouterr().err
     assert train_shared.main([*common, "--mean-epochs", "1", "--diffusion-epochs", "1", "--train-only"]) == 0
     trained = json.loads((out / "training.json").read_text())
     assert (out / "model").is_dir() and not (out / "results.json").exists()

@@ -15,6 +15,7 @@ from xsuperres.metrics import (
     METRICS,
     as_ensemble,
     crps,
+    fair_crps_from_scores,
     emd,
     lsd,
     spectral_log_ratio,
@@ -220,6 +221,41 @@ def test_spread_error_ratio_calibrated_and_not():
     assert spread_error_ratio(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]])) == 2.0
     assert np.isnan(spread_error_ratio(np.ones((1, 1, 2, 2)), np.zeros((1, 2, 2))))
     assert np.isnan(spread_error_ratio_from_scores(0.1, 0.0, 5))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(2, 7), st.integers(0, 2**32 - 1))
+def test_fair_crps_loop(m, seed):
+    # against a plain loop: E|X - y| over members minus half the mean |X_i - X_j| over
+    # the m (m - 1) distinct pairs, per valid pixel, then the mean over valid pixels
+    rng = np.random.default_rng(seed)
+    pred = rain(rng, (m, 2, 5, 4)).astype(np.float64)
+    truth = rain(rng, (2, 5, 4)).astype(np.float64)
+    truth[1, 0, 3] = np.nan
+    ok = ~np.isnan(truth)
+    error = np.mean([np.abs(pred[i] - truth) for i in range(m)], axis=0)
+    spread = np.sum([np.abs(pred[i] - pred[j]) for i in range(m) for j in range(m) if i != j],
+                    axis=0) / (m * (m - 1))
+    expected = np.mean((error - 0.5 * spread)[ok])
+    assert crps(pred, truth, fair=True) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # and from the stored default CRPS and MAE
+    assert fair_crps_from_scores(crps(pred, truth), mae(pred, truth), m) == pytest.approx(
+        expected, rel=1e-9, abs=1e-12)
+
+
+def test_fair_crps_does_not_depend_on_member_count():
+    # members and truth from one distribution: the fair score's expectation is the same
+    # for 2 and 20 members, the default one's is larger for 2 by E|X - X'| / (2 M)
+    rng = np.random.default_rng(3)
+    x = rng.gamma(0.5, 2.0, size=(21, 4, 60, 60))
+    fair2, fair20 = crps(x[1:3], x[0], fair=True), crps(x[1:], x[0], fair=True)
+    assert fair2 == pytest.approx(fair20, rel=0.02)
+    assert crps(x[1:3], x[0]) > 1.1 * crps(x[1:], x[0])
+    # hand case of the docstring, and one member refused (NaN from stored scores)
+    assert crps(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]]), fair=True) == 0.0
+    with pytest.raises(ValueError, match="at least two members"):
+        crps(x[:1], x[0], fair=True)
+    assert np.isnan(fair_crps_from_scores(0.3, 0.3, 1))
 
 
 # --------------------------------------------------------------------------- hand cases

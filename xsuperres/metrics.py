@@ -37,6 +37,7 @@ __all__ = [
     "as_ensemble",
     "crps",
     "emd",
+    "fair_crps_from_scores",
     "lsd",
     "mae",
     "mse",
@@ -365,33 +366,77 @@ def pit_deviation(u: ArrayLike) -> float:
     return float(np.sqrt(np.mean((u - ref) ** 2)))
 
 
-def crps(pred: ArrayLike, truth: ArrayLike) -> float:
+def crps(pred: ArrayLike, truth: ArrayLike, fair: bool = False) -> float:
     """Continuous ranked probability score of the ensemble (mm h-1).
 
     Per valid pixel, ``E|X - y| - 0.5 E|X - X'|`` over the ``M`` members ``X``
-    at that pixel (properscoring's ``crps_ensemble``, not the "fair" version),
-    computed with the members sorted:
+    at that pixel (properscoring's ``crps_ensemble``), computed with the members sorted:
     ``E|X - X'| = 2 / M**2 sum_i (2 i - M - 1) x_(i)``; then the mean over
     valid pixels. Equals :func:`mae` for one member.
+
+    Parameters
+    ----------
+    pred, truth : array_like
+        Members ``(M, F, ny, nx)`` and truth ``(F, ny, nx)`` in mm h-1 (see the module's
+        conventions).
+    fair : bool, default False
+        The "fair" CRPS of Ferro (2014): ``E|X - X'|`` averages over the ``M (M - 1)``
+        pairs of *distinct* members (denominator ``M (M - 1)`` instead of ``M**2``).
+        Its expectation does not depend on ``M`` for members drawn from the same
+        distribution, so it compares ensembles of different sizes, and it removes the
+        finite-ensemble penalty that the default estimator puts on a well-spread small
+        ensemble (which favours under-dispersed ones). Needs at least two members.
+        The default is the SPEC's score and the one in every table.
+
+    Raises
+    ------
+    ValueError
+        If ``fair`` and ``pred`` has one member.
 
     Examples
     --------
     Two members, 0 and 2 mm/h, and a truth of 1 mm/h: ``E|X - y| = 1``,
-    ``E|X - X'| = 1``, so the CRPS is ``1 - 0.5 = 0.5``:
+    ``E|X - X'| = 1`` over all four pairs, so the CRPS is ``1 - 0.5 = 0.5``; the two
+    distinct pairs differ by 2, so the fair CRPS is ``1 - 0.5 * 2 = 0``:
 
     >>> import numpy as np
     >>> from xsuperres.metrics import crps
     >>> crps(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]]))
     0.5
+    >>> crps(np.array([[[0.0]], [[2.0]]]), np.array([[1.0]]), fair=True)
+    0.0
     """
     p, t = _valid(pred, truth)
+    m = p.shape[0]
+    if fair and m < 2:
+        raise ValueError("the fair CRPS needs at least two members; pred has one "
+                         "(use fair=False, which equals the MAE for one member)")
     if not t.size:
         return float("nan")
-    m = p.shape[0]
     xs = np.sort(p, axis=0)
     weights = (2.0 * np.arange(1, m + 1) - m - 1)[:, None]
-    half_spread = np.sum(weights * xs, axis=0) / m**2
+    half_spread = np.sum(weights * xs, axis=0) / (m * (m - 1) if fair else m**2)
     return float(np.mean(np.mean(np.abs(xs - t), axis=0) - half_spread))
+
+
+def fair_crps_from_scores(crps_value: float, mae_value: float, n_members: int) -> float:
+    """The fair :func:`crps` of an ensemble from its stored default CRPS and :func:`mae` (mm h-1).
+
+    ``CRPS = MAE - 0.5 E|X - X'|`` with ``E|X - X'|`` over all ``M**2`` member pairs; the
+    fair score divides the same pair sum by ``M (M - 1)``, so
+    ``fair = MAE - (MAE - CRPS) M / (M - 1)``. For tables that stored CRPS and MAE only.
+    NaN for one member.
+
+    Examples
+    --------
+    >>> from xsuperres.metrics import fair_crps_from_scores
+    >>> fair_crps_from_scores(0.5, 1.0, 2)  # the two-member example of crps
+    0.0
+    """
+    m = int(n_members)
+    if m < 2:
+        return float("nan")
+    return float(mae_value - (mae_value - crps_value) * m / (m - 1))
 
 
 def spread_error_ratio_from_scores(crps_value: float, mae_value: float, n_members: int) -> float:

@@ -165,7 +165,14 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the model of OUT/model trained by an earlier --train-only run "
                         "(its OUT/training.json gives the training times and machine)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # checked here, not after hours of training (SRConfig and with_residual_factor would refuse them then)
+    a, k = args.infer_threshold, args.infer_residual_factor
+    if a is not None and not (np.isfinite(a) and a >= 0):
+        p.error(f"--infer-threshold must be a finite number >= 0 (normalized units), got {a!r}")
+    if k is not None and not (np.isfinite(k) and k > 0):
+        p.error(f"--infer-residual-factor must be positive and finite (it multiplies the residual scale), got {k!r}")
+    return args
 
 
 def load_events(args) -> list[xr.DataArray]:

@@ -5,6 +5,8 @@ One concept per module; everything is importable from ``xsuperres.model`` as bef
 * :mod:`~xsuperres.model.srmodel` -- the :class:`SRModel` class (configuration,
   normalization, ``predict`` / ``predict_mean``, ``check_sampler``, save/load);
 * :mod:`~xsuperres.model.inputs` -- validation and batching of the inputs of ``predict``;
+* :mod:`~xsuperres.model.members` -- :func:`~xsuperres.model.members.sample_members`, the
+  diffusion stage of ``predict``: members around a batch of means, noise keyed per item;
 * :mod:`~xsuperres.model.normalization` -- :func:`normalize_precip`,
   :func:`denormalize_precip`, :func:`normalize_topography` and the cap rules;
 * :mod:`~xsuperres.model.io` -- the model directory format (``model.safetensors`` +

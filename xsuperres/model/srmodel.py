@@ -41,16 +41,17 @@ from torch import nn
 from ..checks import finite_float, positive_int
 from ..checks import seed as check_seed
 from ..config import SRConfig, inference_mass_conservation
-from ..nn.denoiser import ResidualDenoiser, conserve_mass, mean_stage, upsample_context
-from ..nn.diffusion import LinearSchedule, check_sampler, sample
+from ..nn.denoiser import ResidualDenoiser, mean_stage, upsample_context
+from ..nn.diffusion import LinearSchedule, check_sampler
 from ..nn.samplers import DEFAULT_SAMPLER
 from ..nn.unet import DeterministicUNet, DiffusionUNet
-from ..noise import item_noise, sample_keys
+from ..noise import sample_keys
 from ..progress import progress_callback
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
+from .members import sample_members
 from .inputs import _topo_slice, prepare_inputs, prepare_mean
-from .normalization import ArrayLike, check_normalization, normalize_precip, residual_std
+from .normalization import ArrayLike, check_normalization, normalize_precip
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -522,43 +523,23 @@ class SRModel(nn.Module):
         if spacing is not None:
             kw["spacing"] = spacing
         done = 0
-        denoiser = self.denoiser
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
                 for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap, c, mean_all):
-                    lr_up = context[:, -1:]
-                    items = [(i, m) for i in range(D.shape[0]) for m in range(M)]
-                    for b0 in range(0, len(items), bs):
-                        sub = items[b0 : b0 + bs]
-                        idx = torch.tensor([i for i, _ in sub], device=dev)
-                        Db, ub, cb, tb = D[idx], lr_up[idx], context[idx], target[idx]
-                        entropy = [[seed, *keys[s0 + i], m] for i, m in sub]
-                        shape = (len(sub), c.T, H, W)
 
-                        def noise(k: int, _e=entropy, _shape=shape[1:], _sub=sub, _s0=s0,
-                                  _dev=dev) -> torch.Tensor:
-                            if noise_fn is not None:
-                                z = [torch.as_tensor(noise_fn(_s0 + i, m, k), dtype=torch.float32)
-                                     for i, m in _sub]
-                                return torch.stack(z).to(_dev)
-                            return torch.stack([item_noise(e + [k], _shape) for e in _e])
+                    def on_step(i: int, _d: int = done) -> None:
+                        if report is not None:
+                            report(_d + i, total)
 
-                        def step_cb(i: int, n: int, _d=done) -> None:
-                            if report is not None:
-                                report(_d + i, total)
-
-                        r0 = sample(
-                            denoiser.bind(Db, ub, cb), shape, self.schedule, sampler=sampler,
-                            steps=steps,
-                            eta=eta, noise=noise, device=dev, dtype=torch.float32,
-                            progress=step_cb, **kw,
-                        )
-                        done += n_steps
-                        y = conserve_mass(Db + residual_std(Db, self.normalization) * r0, tb, c)
-                        y = (y * cap).cpu().numpy()
-                        for k, (i, m) in enumerate(sub):
-                            out[s0 + i, m] = y[k]
+                    sample_members(
+                        self.denoiser, self.schedule, self.normalization, c,
+                        out[s0 : s0 + D.shape[0]], D, context, target, cap=cap, s0=s0, keys=keys,
+                        seed=seed, batch_size=bs, sampler=sampler, steps=steps, eta=eta,
+                        sampler_kwargs=kw, noise_fn=noise_fn, device=dev, n_steps=n_steps,
+                        on_step=on_step,
+                    )
+                    done += n_steps * -(-D.shape[0] * M // bs)
         finally:
             self.train(was_training)
             if report is not None and hasattr(report, "close"):

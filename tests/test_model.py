@@ -370,6 +370,12 @@ def test_stochastic_samplers_batch_invariant():
     m.predict(lr, n_members=2, sampler="ancestral", device="cpu", batch_size=3,
               progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (40, 40)  # 2 diffusion calls of 20 steps each
+    # one item per call: two calls per sample, the count rising across samples and calls
+    calls = []
+    m.predict(lr, n_members=2, sampler="ancestral", device="cpu", batch_size=1,
+              progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert calls[-1] == (80, 80) and done == sorted(done) and {t for _, t in calls} == {80}
 
 
 def test_predict_input_errors(m103):

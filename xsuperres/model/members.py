@@ -47,7 +47,7 @@ def sample_members(
     batch_size: int, sampler: str, steps: Optional[int], eta: float,
     sampler_kwargs: Mapping[str, Any], noise_fn: Optional[NoiseFn], device: torch.device,
     n_steps: int, on_step: Optional[Callable[[int], None]] = None,
-) -> None:
+) -> int:
     """Sample ``out.shape[1]`` members around each of the means ``D`` into ``out`` (mm/h).
 
     Parameters
@@ -78,12 +78,18 @@ def sample_members(
         Network evaluations per sampler run (:meth:`~xsuperres.model.SRModel.check_sampler`).
     on_step
         Called with the number of network evaluations done in this call so far.
+
+    Returns
+    -------
+    int
+        The network evaluations of this call: ``n_steps`` per batch of items.
     """
     M = out.shape[1]
     shape = tuple(out.shape[2:])
     lr_up = context[:, -1:]
     items = [(i, m) for i in range(D.shape[0]) for m in range(M)]
-    for done, b0 in enumerate(range(0, len(items), batch_size)):
+    starts = range(0, len(items), batch_size)
+    for done, b0 in enumerate(starts):
         sub = items[b0 : b0 + batch_size]
         idx = torch.tensor([i for i, _ in sub], device=device)
         Db, tb = D[idx], target[idx]
@@ -103,3 +109,4 @@ def sample_members(
         y = (y * cap).cpu().numpy()
         for k, (i, m) in enumerate(sub):
             out[i, m] = y[k]
+    return len(starts) * n_steps

@@ -49,8 +49,8 @@ from ..noise import sample_keys
 from ..progress import progress_callback
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
-from .members import sample_members
 from .inputs import _topo_slice, prepare_inputs, prepare_mean
+from .members import sample_members
 from .normalization import ArrayLike, check_normalization, normalize_precip
 
 # ---------------------------------------------------------------------------------------
@@ -532,14 +532,13 @@ class SRModel(nn.Module):
                         if report is not None:
                             report(_d + i, total)
 
-                    sample_members(
+                    done += sample_members(
                         self.denoiser, self.schedule, self.normalization, c,
                         out[s0 : s0 + D.shape[0]], D, context, target, cap=cap, s0=s0, keys=keys,
                         seed=seed, batch_size=bs, sampler=sampler, steps=steps, eta=eta,
                         sampler_kwargs=kw, noise_fn=noise_fn, device=dev, n_steps=n_steps,
                         on_step=on_step,
                     )
-                    done += n_steps * -(-D.shape[0] * M // bs)
         finally:
             self.train(was_training)
             if report is not None and hasattr(report, "close"):

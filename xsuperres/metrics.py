@@ -433,10 +433,16 @@ def fair_crps_from_scores(crps_value: float, mae_value: float, n_members: int) -
     >>> fair_crps_from_scores(0.5, 1.0, 2)  # the two-member example of crps
     0.0
     """
+    return float(mae_value - 0.5 * _distinct_pair_difference(crps_value, mae_value, n_members))
+
+
+def _distinct_pair_difference(crps_value: float, mae_value: float, n_members: int) -> float:
+    """Mean ``|X_i - X_j|`` over distinct member pairs from a stored :func:`crps` and
+    :func:`mae`: ``2 (MAE - CRPS) M / (M - 1)`` (NaN for one member)."""
     m = int(n_members)
     if m < 2:
         return float("nan")
-    return float(mae_value - (mae_value - crps_value) * m / (m - 1))
+    return 2.0 * (mae_value - crps_value) * m / (m - 1)
 
 
 def spread_error_ratio_from_scores(crps_value: float, mae_value: float, n_members: int) -> float:
@@ -447,10 +453,9 @@ def spread_error_ratio_from_scores(crps_value: float, mae_value: float, n_member
     absolute difference of two *distinct* members is ``2 (MAE - CRPS) M / (M - 1)``.
     NaN for one member or an MAE of 0.
     """
-    m = int(n_members)
-    if m < 2 or not mae_value > 0:
+    if not mae_value > 0:
         return float("nan")
-    return float(2.0 * (mae_value - crps_value) * m / (m - 1) / mae_value)
+    return float(_distinct_pair_difference(crps_value, mae_value, n_members) / mae_value)
 
 
 def spread_error_ratio(pred: ArrayLike, truth: ArrayLike) -> float:

@@ -200,7 +200,7 @@ def card_markdown(card: dict) -> str:
         + (f", the residual divided by `residual_scale * (D + {tr['residual_floor']}) ** "
            f"{tr['residual_power']:g}` (a scale that grows with the mean, `residual_power`)"
            if tr.get("residual_power") else "")
-        + (f"; every training sample turned by a random rotation/reflection" if tr.get("augment") else "")
+        + ("; every training sample turned by a random rotation/reflection" if tr.get("augment") else "")
         + "; Adam, "
         f"lr {tr['lr']}, cosine annealing, batch {tr['batch_size']}, early-stopping patience "
         f"{tr['patience']}, best weights kept, seed {tr['seed']}.",

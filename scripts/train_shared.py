@@ -71,6 +71,7 @@ import torch
 import xarray as xr
 
 import xsuperres.metrics as xm
+from xsuperres.checks import non_negative_float, positive_float
 from xsuperres.config import SRConfig
 from xsuperres.model import SRModel
 from xsuperres.model.device import resolve_device
@@ -166,12 +167,14 @@ def parse(argv=None) -> argparse.Namespace:
                    help="evaluate the model of OUT/model trained by an earlier --train-only run "
                         "(its OUT/training.json gives the training times and machine)")
     args = p.parse_args(argv)
-    # checked here, not after hours of training (SRConfig and with_residual_factor would refuse them then)
-    a, k = args.infer_threshold, args.infer_residual_factor
-    if a is not None and not (np.isfinite(a) and a >= 0):
-        p.error(f"--infer-threshold must be a finite number >= 0 (normalized units), got {a!r}")
-    if k is not None and not (np.isfinite(k) and k > 0):
-        p.error(f"--infer-residual-factor must be positive and finite (it multiplies the residual scale), got {k!r}")
+    # checked here, not after hours of training, by the rules SRConfig and with_residual_factor apply
+    try:
+        if args.infer_threshold is not None:
+            non_negative_float(args.infer_threshold, "--infer-threshold", " (normalized units)")
+        if args.infer_residual_factor is not None:
+            positive_float(args.infer_residual_factor, "--infer-residual-factor", " (it multiplies the residual scale)")
+    except ValueError as err:
+        p.error(str(err))
     return args
 
 

@@ -23,6 +23,7 @@ import xarray as xr
 import xsuperres
 from xsuperres import ModelFileError, coarsen_perfect, interpolate, score
 from xsuperres.downscaling import MAX_MEMBERS, MEMBERS_PER_CHUNK, downscale
+from xsuperres.nn.mass import mass_conserve
 
 KNMI_FILE = Path(xsuperres.__file__).parent / "data" / "knmi_2010-08-26_5min_sample.nc"
 
@@ -157,6 +158,26 @@ REFUSALS = [
                  id="11-time-numeric-interpolate"),
     pytest.param(lambda: _train(_numeric_time(_hr())), ValueError, "plain numbers",
                  id="11-time-numeric-train"),
+    # 16. real-number settings: one rule each (xsuperres.checks), the same message everywhere
+    pytest.param(lambda: xsuperres.SRConfig.recipe(S, T, power=0.0), ValueError,
+                 "power must be a finite number > 0, got 0.0", id="16-config-power"),
+    pytest.param(lambda: xsuperres.SRConfig.recipe(S, T, threshold=-0.01), ValueError,
+                 "threshold must be a finite number >= 0 (normalized units), got -0.01", id="16-config-threshold"),
+    pytest.param(lambda: xsuperres.SRConfig.recipe(S, T, cap=float("nan")), ValueError,
+                 "cap must be finite, got nan", id="16-config-cap-nan"),
+    pytest.param(lambda: xsuperres.SRConfig.recipe(S, T, cap=-1.0), ValueError,
+                 "cap must be a finite number > 0 (mm/h) or None, got -1.0", id="16-config-cap"),
+    pytest.param(lambda: MODEL.with_residual_factor(0), ValueError,
+                 "factor must be a finite number > 0 (it multiplies the residual scale), got 0", id="16-factor"),
+    pytest.param(lambda: MODEL.with_residual_factor(True), ValueError, "factor must be a real number, got True",
+                 id="16-factor-bool"),
+    pytest.param(lambda: xsuperres.SRModel(MODEL.config, normalization={"cap": 20.0, "residual_scale": 0.0}),
+                 ValueError, "normalization['residual_scale'] must be a finite number > 0, got 0.0",
+                 id="16-residual-scale"),
+    pytest.param(lambda: mass_conserve(torch.ones(1, T, 4, 4), torch.ones(1, 1, 2, 2), S, T, power=float("nan")),
+                 ValueError, "power must be finite, got nan", id="16-mass-power-nan"),
+    pytest.param(lambda: mass_conserve(torch.ones(1, T, 4, 4), torch.ones(1, 1, 2, 2), S, T, threshold=-1.0),
+                 ValueError, "threshold must be a finite number >= 0, got -1.0", id="16-mass-threshold"),
 ]
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["integer", "positive_int", "seed", "finite_float", "finite_array", "TOPOGRAPHY_FIX"]
+__all__ = ["integer", "positive_int", "seed", "finite_float", "positive_float", "non_negative_float",
+           "finite_array", "TOPOGRAPHY_FIX"]
 
 #: How to fix a topography with NaN (used by every topography check).
 TOPOGRAPHY_FIX = "fill the sea and other gaps with 0 m, e.g. topo.fillna(0)"
@@ -78,6 +79,36 @@ def finite_float(value: Any, name: str) -> float:
         raise ValueError(f"{name} must be a real number, got {value!r}") from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def positive_float(value: Any, name: str, unit: str = "") -> float:
+    """``value`` as a finite ``float > 0``: scales, factors, exponents, caps.
+
+    ``unit`` is appended to the bound in the message (e.g. ``" (mm/h)"``).
+
+    Raises
+    ------
+    ValueError
+        As :func:`finite_float`, or ``"NAME must be a finite number > 0, got ..."``.
+    """
+    v = finite_float(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be a finite number > 0{unit}, got {value!r}")
+    return v
+
+
+def non_negative_float(value: Any, name: str, unit: str = "") -> float:
+    """``value`` as a finite ``float >= 0``: thresholds, learning rates, exponents.
+
+    Raises
+    ------
+    ValueError
+        As :func:`finite_float`, or ``"NAME must be a finite number >= 0, got ..."``.
+    """
+    v = finite_float(value, name)
+    if v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0{unit}, got {value!r}")
     return v
 
 

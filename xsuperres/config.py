@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from .checks import finite_float, integer, positive_int
+from .checks import finite_float, integer, non_negative_float, positive_float, positive_int
 from .nn.mass import MODES
 
 __all__ = ["SRConfig", "MASS_CONSERVATION_MODES", "PREPRINT_RECIPES", "inference_mass_conservation"]
@@ -227,14 +227,8 @@ class SRConfig:
             )
         put("beta_min", bmin)
         put("beta_max", bmax)
-        power = finite_float(self.power, "power")
-        if not power > 0:
-            raise ValueError(f"power must be > 0, got {self.power!r}")
-        put("power", power)
-        thr = finite_float(self.threshold, "threshold")
-        if not thr >= 0:
-            raise ValueError(f"threshold must be >= 0, got {self.threshold!r}")
-        put("threshold", thr)
+        put("power", positive_float(self.power, "power"))
+        put("threshold", non_negative_float(self.threshold, "threshold", " (normalized units)"))
         if self.mass_conservation not in MASS_CONSERVATION_MODES:
             raise ValueError(
                 f"mass_conservation must be one of {MASS_CONSERVATION_MODES}, got {self.mass_conservation!r}"
@@ -254,9 +248,7 @@ class SRConfig:
                     f"'5min' (or None), got {self.time_step!r}"
                 )
         if self.cap is not None:
-            cap = finite_float(self.cap, "cap")
-            if not cap > 0:
-                raise ValueError(f"cap must be > 0 (mm/h) or None, got {self.cap!r}")
+            cap = positive_float(self.cap, "cap", " (mm/h) or None")
             put("cap", cap)
         if not isinstance(self.attention, bool):
             raise ValueError(f"attention must be True or False, got {self.attention!r}")

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 import torch
 
-from ..checks import finite_float
+from ..checks import non_negative_float, positive_float
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -89,10 +89,7 @@ def check_normalization(config: Any, norm: Optional[Mapping[str, Any]]) -> dict[
         raise ValueError(
             f"normalization: topo_max ({out['topo_max']} m) < topo_min ({out['topo_min']} m)"
         )
-    rs = float(out.get("residual_scale", 1.0))
-    if not (math.isfinite(rs) and rs > 0):
-        raise ValueError(f"normalization['residual_scale'] must be > 0, got {rs!r}")
-    out["residual_scale"] = rs
+    out["residual_scale"] = positive_float(out.get("residual_scale", 1.0), "normalization['residual_scale']")
     if "residual_power" in out or "residual_floor" in out:
         out["residual_power"], out["residual_floor"] = check_residual_scaling(
             out.get("residual_power", 0.0), out.get("residual_floor", 1.0), "normalization['{}']")
@@ -104,13 +101,8 @@ def check_residual_scaling(power: Any, floor: Any, name: str = "{}") -> tuple[fl
     (finite, ``> 0``, normalized units) of :func:`residual_std`, as floats.
 
     ``name`` formats the key in the messages (e.g. ``"normalization['{}']"``)."""
-    p = finite_float(power, name.format("residual_power"))
-    fl = finite_float(floor, name.format("residual_floor"))
-    if p < 0:
-        raise ValueError(f"{name.format('residual_power')} must be a finite number >= 0, got {power!r}")
-    if fl <= 0:
-        raise ValueError(f"{name.format('residual_floor')} must be > 0 (normalized units), got {floor!r}")
-    return p, fl
+    return (non_negative_float(power, name.format("residual_power")),
+            positive_float(floor, name.format("residual_floor"), " (normalized units)"))
 
 
 def residual_std(D: torch.Tensor, norm: Mapping[str, Any]) -> torch.Tensor | float:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import finite_float, positive_int
+from ..checks import positive_float, positive_int
 from ..checks import seed as check_seed
 from ..config import SRConfig, inference_mass_conservation
 from ..nn.denoiser import ResidualDenoiser, mean_stage, upsample_context
@@ -268,9 +268,7 @@ class SRModel(nn.Module):
         >>> narrow = m.with_residual_factor(0.75)                      # doctest: +SKIP
         >>> ens = narrow.predict(lr, n_members=5)                      # doctest: +SKIP
         """
-        factor = finite_float(factor, "factor")
-        if factor <= 0:
-            raise ValueError(f"factor must be positive and finite (it multiplies the residual scale), got {factor!r}")
+        factor = positive_float(factor, "factor", " (it multiplies the residual scale)")
         rs = float(self.normalization.get("residual_scale", 1.0))
         meta = {**self.metadata, "residual_scale_trained": self.metadata.get("residual_scale_trained", rs)}
         m = SRModel(self.config, {**self.normalization, "residual_scale": rs * factor}, meta)

@@ -54,7 +54,7 @@ from typing import Optional
 
 import torch
 
-from ..checks import positive_int
+from ..checks import non_negative_float, positive_float, positive_int
 
 __all__ = ["mass_conserve", "block_sum", "coarsen", "MODES"]
 
@@ -159,10 +159,7 @@ def mass_conserve(
         return z.clamp(min=0)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not power > 0:
-        raise ValueError(f"power must be > 0, got {power!r}")
-    if not threshold >= 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+    power, threshold = positive_float(power, "power"), non_negative_float(threshold, "threshold")
     S, T = positive_int(S, "S"), positive_int(T, "T")
     if z.ndim < 3 or z.shape[-3] != T:
         raise ValueError(f"z must have shape (..., T={T}, H, W), got {tuple(z.shape)}")

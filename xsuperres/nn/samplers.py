@@ -47,7 +47,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..checks import positive_int
+from ..checks import non_negative_float, positive_int
 from .diffusion import GeneratorLike, LinearSchedule, ModelFn, NoiseFn, _as_generator
 
 __all__ = [
@@ -270,8 +270,7 @@ def ddim_sample(
     torch.Tensor
         Sampled ``r_0`` of ``shape``.
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta!r}")
+    eta = non_negative_float(eta, "eta")
     steps, spacing = _defaults("ddim", steps, spacing)
     ts = sampling_timesteps(schedule, steps, spacing).tolist()
     draw = _Noise(shape, generator, noise, device, dtype)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..checks import finite_float, integer, positive_int
+from ..checks import integer, non_negative_float, positive_int
 from ..checks import seed as check_seed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -169,9 +169,7 @@ class TrainOptions:
         put("fold", integer(self.fold, "fold", 0))
         put("seed", check_seed(self.seed))
         put("valid_events", _event_list(self.valid_events))
-        lr = finite_float(self.lr, "lr")
-        if lr < 0:
-            raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
+        lr = non_negative_float(self.lr, "lr")
         put("lr", lr)
         power, floor = check_residual_scaling(self.residual_power, self.residual_floor)
         put("residual_power", power)

@@ -1,6 +1,7 @@
 """Sampler quality against cost on held-out radar tiles (a script, not a test).
 
-For a shipped model (``xsuperres.load_model``) it measures CRPS, PITD, pe99 and LSD
+For a shipped model (``xsuperres.load_model``) or a saved one (``SRModel.save`` folder,
+e.g. a leave-one-event-out fold of ``scripts/loeo.py``) it measures CRPS, PITD, pe99 and LSD
 (:mod:`xsuperres.metrics`, mm/h, frames of all samples pooled) and the fair CRPS (the
 ensemble CRPS with the spread term over distinct member pairs: unbiased for the CRPS of
 the sampler's distribution, whatever the ensemble size) against the number of
@@ -10,16 +11,28 @@ spacing) at several step counts.
 
 Held-out data
 -------------
-The shipped models were trained on rows/cols 120:280 (a 160 x 160 km box) of the four
-5-min radar files of ``--data-dir`` (all time steps of each file; see the model cards).
-This script uses tiles from *outside* that box of the same files: square HR tiles of the
-model's ``tile_size`` on a grid of that step over rows/cols 0:400, keeping the tiles that
-do not intersect rows 120:280 x cols 120:280 and have no NaN at any time step (so they
-lie in rows 0:120 / 280:400 or cols 0:120 / 280:400). Per file, ``--per-event`` distinct
-such tiles are drawn (fixed generator), each at one LR block whose HR truth has at least
-``--min-wet`` of its pixels above 0.1 mm/h. The LR context is the perfect coarsening of
-the raw HR truth (``coarsen_numpy``, blocks aligned at the first frame of the file, as
-in training); no topography (zeros), as in training.
+``--heldout FILE ...`` names event files the model was *not* trained on (a
+leave-one-event-out fold of ``scripts/loeo.py`` and its left-out event): square HR tiles
+of the model's ``tile_size`` on a grid of that step over their whole grid, keeping the
+tiles with no NaN at any time step. Per file, ``--per-event`` distinct such tiles are
+drawn (fixed generator), each at one LR block whose HR truth has at least ``--min-wet``
+of its pixels above 0.1 mm/h. The LR context is the perfect coarsening of the raw HR
+truth (``coarsen_numpy``, blocks aligned at the first frame of the file, as in
+training); no topography (zeros), as in training. This is the hold-out for the shipped
+models of today, which are trained on the full grids of all four 5-min files: pass a
+fold of their recipe with ``--model FOLDER`` and its inference settings
+(``--threshold``, ``--residual-factor``, ``--mean``; the model card gives them).
+
+Without ``--heldout`` the tiles come from all four files, *outside* rows/cols 120:280
+(tiles not intersecting that 160 x 160 km box: rows 0:120 / 280:400 or cols 0:120 /
+280:400). That box was the training crop of the first shipped weights (commits
+``34a36fd`` and ``92df881``), for which the curves of docs/performance.md were first
+measured; for the weights shipped now those tiles are training data.
+
+``--mean motion`` (or ``linear``) samples around that temporal peer instead of ``U_det``'s
+mean (``predict(..., mean=...)``, the ``radar-s1-t3`` recipe): the peer is computed on
+the file's whole LR sequence (``xsuperres.temporal.upsample_in_time``, which uses the LR
+step after the block, so only blocks that have one are drawn) and the tile cut out.
 
 Noise estimate
 --------------
@@ -43,9 +56,25 @@ bootstrap standard deviation.
 Phases: ``run`` samples the ensembles (cached in ``--work``, one ``.npz`` per
 configuration and seed, so a rerun skips what is done), ``report`` scores them and
 writes the JSON and the figure; ``all`` (default) does both. The whole run of one model
-(24 samples x 2 members, ancestral-1000 included) takes about 15-20 min on one CPU thread.
+(24 samples x 2 members, ancestral-1000 included) takes about 15-20 min on one CPU thread
+at (10, 3); 40 samples of (25, 6) took 37 min for ancestral-1000 alone.
 
-Usage (the runs of docs/performance.md)::
+Usage (the runs of docs/performance.md). Leave-one-event-out folds of today's recipes,
+sampled with their shipped inference settings (RUNS: the ``--runs`` folder of
+``scripts/loeo.py``)::
+
+    C="ddim:5 ddim:10 ddim:20 ddim:50 dpmpp_2m:5 dpmpp_2m:10 dpmpp_2m:20 ddim:10:eta=1 \
+       ddim:20:eta=1 ddim:50:eta=1 ancestral:1000"
+    nohup python benchmarks/sampler_curve.py --model RUNS/loeo_1x3_knmi2010/model \
+        --label "radar-s1-t3 recipe, KNMI 2010 left out" --heldout knmi_2010-08-26_5min \
+        --threshold 0 --residual-factor 0.75 --mean motion --per-event 40 --extra-seeds 1 \
+        --configs $C --json docs/results/sampler_curve_heldout.json &
+    nohup python benchmarks/sampler_curve.py --model RUNS/loeo_25x6_knmi2010/model \
+        --label "radar-s25-t6 recipe, KNMI 2010 left out" --heldout knmi_2010-08-26_5min \
+        --threshold 0.02 --per-event 40 --extra-seeds 1 --configs $C \
+        --json docs/results/sampler_curve_heldout.json --png docs/results/sampler_curve_heldout.png &
+
+The first weights (commits 34a36fd and 92df881; tiles outside their training crop)::
 
     nohup python benchmarks/sampler_curve.py --model radar-s10-t3 --extra-seeds 1 \\
         --configs ddim:5 ddim:10 ddim:20 ddim:50 dpmpp_2m:5 dpmpp_2m:10 dpmpp_2m:20 \\
@@ -64,6 +93,7 @@ import json
 import os
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -90,7 +120,19 @@ DEFAULT_CONFIGS = (
 def parse(argv=None) -> argparse.Namespace:
     here = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="radar-s10-t3")
+    p.add_argument("--model", default="radar-s10-t3",
+                   help="a shipped model's name or a saved model folder (SRModel.save)")
+    p.add_argument("--label", default=None, help="the model's key in --json and the figure (default: --model)")
+    p.add_argument("--heldout", nargs="+", default=None, metavar="FILE",
+                   help="event files (names in --data-dir, .nc optional) the model was not trained on: "
+                        "tiles from their whole grid instead of outside the training crop of all four")
+    p.add_argument("--threshold", type=float, default=None, metavar="A",
+                   help="sample with the threshold a of r_a set to A (SRModel.with_config), e.g. the "
+                        "shipped inference setting of a fold trained with another")
+    p.add_argument("--residual-factor", type=float, default=None, metavar="K",
+                   help="sample with the residual scale times K (SRModel.with_residual_factor)")
+    p.add_argument("--mean", default="network", choices=("network", "motion", "linear"),
+                   help="the mean the members are sampled around: U_det's (network) or a temporal peer")
     p.add_argument("--data-dir", default=str(here.parent / "shared" / "data"))
     p.add_argument("--per-event", type=int, default=6, help="held-out samples per file")
     p.add_argument("--members", type=int, default=2)
@@ -113,22 +155,27 @@ def parse(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------- data
 def held_out_samples(model, args):
-    """LR contexts (N, L, h, w), HR truths (N, T, H, W) and where each comes from."""
+    """LR contexts (N, L, h, w), HR truths (N, T, H, W), where each comes from, and the
+    temporal-peer means (N, T, H, W) for ``--mean`` other than ``network`` (else None)."""
     c = model.config
     S, T, L, n = c.S, c.T, c.L, c.tile_size
     rng = np.random.default_rng(args.seed)
-    ctx, truth, where = [], [], []
-    for name in FILES:
+    ctx, truth, where, means = [], [], [], []
+    files = [f if f.endswith(".nc") else f + ".nc" for f in args.heldout] if args.heldout else FILES
+    for name in files:
         with xr.open_dataset(Path(args.data_dir) / name) as ds:
             hr = ds["precip"].values.astype(np.float32)
             times = ds["time"].values
         hr = hr[: (hr.shape[0] // T) * T]
         lr = coarsen_numpy(hr, S, T)
+        if args.mean != "network":
+            from xsuperres.temporal import upsample_in_time
+            peer = upsample_in_time(lr, T, args.mean).astype(np.float32)
         a, b = TRAIN_BOX
         tiles = []
         for r0 in range(0, hr.shape[1] - n + 1, n):
             for c0 in range(0, hr.shape[2] - n + 1, n):
-                inside = r0 < b and r0 + n > a and c0 < b and c0 + n > a
+                inside = not args.heldout and r0 < b and r0 + n > a and c0 < b and c0 + n > a
                 if inside or np.isnan(hr[:, r0:r0 + n, c0:c0 + n]).any():
                     continue
                 tiles.append((r0, c0))
@@ -136,20 +183,25 @@ def held_out_samples(model, args):
         got = 0
         for k in order:
             r0, c0 = tiles[k]
-            blocks = [t for t in range(L - 1, lr.shape[0])
+            last = lr.shape[0] - (0 if args.mean == "network" else 1)  # a peer needs the next step
+            blocks = [t for t in range(L - 1, last)
                       if np.mean(hr[t * T:(t + 1) * T, r0:r0 + n, c0:c0 + n] > 0.1) >= args.min_wet]
             if not blocks:
                 continue
             t = int(blocks[rng.integers(len(blocks))])
             ctx.append(lr[t - L + 1:t + 1, r0 // S:(r0 + n) // S, c0 // S:(c0 + n) // S])
             truth.append(hr[t * T:(t + 1) * T, r0:r0 + n, c0:c0 + n])
+            if args.mean != "network":
+                blk = peer[t * T:(t + 1) * T, r0 // S:(r0 + n) // S, c0 // S:(c0 + n) // S]
+                means.append(np.repeat(np.repeat(blk, S, axis=-2), S, axis=-1))
             where.append({"file": name, "rows": f"{r0}:{r0 + n}", "cols": f"{c0}:{c0 + n}",
                           "lr_block": t, "hr_frames": f"{t * T}:{(t + 1) * T}",
                           "time_first": str(times[t * T])[:16], "time_last": str(times[(t + 1) * T - 1])[:16]})
             got += 1
             if got == args.per_event:
                 break
-    return np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where
+    return (np.stack(ctx).astype(np.float32), np.stack(truth).astype(np.float32), where,
+            np.stack(means) if means else None)
 
 
 def parse_config(text: str) -> tuple[str, str, int, str | None, float]:
@@ -167,7 +219,7 @@ def parse_config(text: str) -> tuple[str, str, int, str | None, float]:
 
 
 # ---------------------------------------------------------------------- run
-def run(args, model, ctx, work: Path) -> None:
+def run(args, model, ctx, work: Path, mean=None) -> None:
     jobs = []
     for text in args.configs:
         label, sampler, steps, spacing, eta = parse_config(text)
@@ -182,7 +234,7 @@ def run(args, model, ctx, work: Path) -> None:
         t0 = time.perf_counter()
         ens = model.predict(ctx, n_members=args.members, sampler=sampler,
                             steps=None if sampler == "ancestral" else steps, spacing=spacing,
-                            eta=eta, seed=seed, device="cpu", batch_size=args.batch_size)
+                            eta=eta, seed=seed, device="cpu", batch_size=args.batch_size, mean=mean)
         dt = time.perf_counter() - t0
         nfe = model.check_sampler(sampler, None if sampler == "ancestral" else steps, eta, spacing)
         np.savez_compressed(f, ens=ens, nfe=nfe, seconds=dt)
@@ -203,8 +255,8 @@ class Scorer:
         # unbiased estimate of the CRPS of the infinite ensemble; the ensemble CRPS of
         # xsuperres.metrics (properscoring's) counts the M zero self-pairs too, which for
         # M = 2 halves the spread term and rewards under-dispersion
-        mae = np.array([xm.mae(ens[i], truth[i]) for i in range(N)])
-        self.crps_fair = mae - (mae - self.crps) * M / (M - 1) if M > 1 else self.crps
+        self.crps_fair = (np.array([xm.crps(ens[i], truth[i], fair=True) for i in range(N)])
+                          if M > 1 else self.crps)
         self.lsd = np.array([xm.lsd(ens[i], truth[i]) for i in range(N)])
         # PIT of each truth pixel against the pooled members of its frame (per frame, so
         # per sample): pooling the u values of a subset gives the PITD of that subset
@@ -222,7 +274,7 @@ class Scorer:
                 "lsd": float(self.lsd[idx].mean())}
 
 
-def report(args, model, ctx, truth, where, work: Path) -> dict:
+def report(args, model, ctx, truth, where, work: Path, mean=None) -> dict:
     N = len(truth)
     rng = np.random.default_rng(12345)
     boots = rng.integers(0, N, size=(args.boot, N))
@@ -245,8 +297,7 @@ def report(args, model, ctx, truth, where, work: Path) -> dict:
                 p = z["ens"].transpose(1, 0, 2, 3, 4).reshape(args.members, -1, *truth.shape[2:])
                 t = truth.reshape(-1, *truth.shape[2:])
                 M = args.members
-                crps, mae = xm.crps(p, t), xm.mae(p, t)
-                chk = {"crps": crps, "crps_fair": mae - (mae - crps) * M / (M - 1) if M > 1 else crps,
+                chk = {"crps": xm.crps(p, t), "crps_fair": xm.crps(p, t, fair=True) if M > 1 else xm.crps(p, t),
                        "pitd": xm.pitd(p, t), "pe99": xm.pe99(p, t), "lsd": xm.lsd(p, t)}
                 mine = sc(full)
                 for k in METRICS:
@@ -285,21 +336,26 @@ def report(args, model, ctx, truth, where, work: Path) -> dict:
     for row in rows.values():
         row.pop("_boot")
     # deterministic stage alone (U_det + mass conservation, no diffusion), for reference
-    det = Scorer(model.predict_mean(ctx, device="cpu")[:, None], truth)(full)
+    det = Scorer((model.predict_mean(ctx, device="cpu") if mean is None else mean)[:, None], truth)(full)
     doc = {
-        "model": args.model,
+        "model": args.label or args.model,
+        "model_source": args.model,
         "config": model.config.to_dict(),
         "data": {
-            "files": list(FILES),
-            "training_crop_rows_cols": f"{TRAIN_BOX[0]}:{TRAIN_BOX[1]}",
-            "held_out": "HR tiles of tile_size on a grid of that step over rows/cols 0:400 of the same "
-                        "files, not intersecting the training crop, NaN-free at every time step; "
-                        f"{args.per_event} per file, one LR block each with >= {args.min_wet:.0%} of "
-                        "truth pixels > 0.1 mm/h; LR = perfect coarsening of the HR truth",
+            "files": list(args.heldout or FILES),
+            **({"held_out": "left-out events: HR tiles of tile_size on a grid of that step over their whole "
+                            "grid, NaN-free at every time step; "} if args.heldout else {
+                "training_crop_rows_cols": f"{TRAIN_BOX[0]}:{TRAIN_BOX[1]}",
+                "held_out": "HR tiles of tile_size on a grid of that step over rows/cols 0:400 of the same "
+                            "files, not intersecting the training crop, NaN-free at every time step; "}),
+            "selection": f"{args.per_event} per file, one LR block each with >= {args.min_wet:.0%} of "
+                         "truth pixels > 0.1 mm/h; LR = perfect coarsening of the HR truth",
             "n_samples": N, "hr_frames": int(N * truth.shape[1]), "tile": list(truth.shape[2:]),
             "samples": where,
         },
         "members": args.members,
+        "inference": {"mean": args.mean, "threshold": model.config.threshold,
+                      "residual_factor": args.residual_factor},
         "seed": args.seed,
         "extra_seeds": list(args.extra_seeds),
         "noise_estimate": f"bootstrap over the {N} samples ({args.boot} resamples with replacement, "
@@ -314,7 +370,7 @@ def report(args, model, ctx, truth, where, work: Path) -> dict:
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "xsuperres": xsuperres.__version__,
                     "note": "2 CPU cores shared with other jobs: timings are indicative"},
-        "deterministic_stage": det,
+        "deterministic_stage": det,  # U_det + mass conservation, or the temporal peer of --mean
         "results": rows,
     }
     return doc
@@ -380,13 +436,16 @@ def plot(docs: list[dict], path: str) -> None:
             ax.set_xlabel("network evaluations (NFE)")
             unit = " [mm/h]" if diff else ""
             what = "minus" if diff else "/"
-            ax.set_title(f"{doc['model']}: {names[k]} {what} ancestral{unit}\n"
-                         f"(ancestral: {anc['seed0'][k]:.3g})", fontsize=9)
+            ax.set_title(f"{names[k]} {what} ancestral{unit}\n(ancestral: {anc['seed0'][k]:.3g})",
+                         fontsize=9)
             ax.grid(alpha=0.3, which="both")
         row[0].legend(fontsize=7)
+        row[0].set_ylabel("\n".join(textwrap.wrap(doc["model"], 28)), fontsize=10, fontweight="bold")
     d = docs[0]["data"]
-    fig.suptitle(f"Lower is better. {d['n_samples']} held-out samples per model (tiles of {d['tile'][0]} x "
-                 f"{d['tile'][1]} px outside the training crop), {docs[0]['members']} members, seed "
+    where = ("outside the training crop" if "training_crop_rows_cols" in d
+             else "of the events left out of each model's training")
+    fig.suptitle(f"Lower is better. {d['n_samples']} held-out samples per model (tiles {where}), "
+                 f"{docs[0]['members']} members, seed "
                  f"{docs[0]['seed']}; bars: ± 1 s.d. of the paired bootstrap over samples; "
                  "shaded: within 5 % of ancestral", fontsize=10)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -396,16 +455,24 @@ def plot(docs: list[dict], path: str) -> None:
 def main(argv=None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    model = xsuperres.load_model(args.model)
-    work = Path(args.work or f"/tmp/sampler_curve/{args.model}")
+    if Path(args.model).exists():
+        model = xsuperres.SRModel.load(args.model)
+    else:
+        model = xsuperres.load_model(args.model)
+    if args.threshold is not None:
+        model = model.with_config(threshold=args.threshold)
+    if args.residual_factor is not None:
+        model = model.with_residual_factor(args.residual_factor)
+    label = args.label or args.model
+    work = Path(args.work or f"/tmp/sampler_curve/{label.replace('/', '_')}")
     work.mkdir(parents=True, exist_ok=True)
-    ctx, truth, where = held_out_samples(model, args)
+    ctx, truth, where, mean = held_out_samples(model, args)
     print(f"{len(ctx)} held-out samples, context {ctx.shape}, truth {truth.shape}; "
           f"wet fraction {np.mean(truth > 0.1):.2f}, mean {truth.mean():.3f} mm/h", flush=True)
     if args.phase in ("run", "all"):
-        run(args, model, ctx, work)
+        run(args, model, ctx, work, mean)
     if args.phase in ("report", "all"):
-        doc = report(args, model, ctx, truth, where, work)
+        doc = report(args, model, ctx, truth, where, work, mean)
         doc["table"] = table(doc)
         print(doc["table"], flush=True)
         docs = [doc]
@@ -415,7 +482,7 @@ def main(argv=None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             allm = json.loads(path.read_text()) if path.exists() else {}
             models = allm.get("models", {})
-            models[args.model] = doc
+            models[label] = doc
             allm = {"script": "benchmarks/sampler_curve.py", "models": dict(sorted(models.items()))}
             path.write_text(json.dumps(allm, indent=1))
             docs = list(allm["models"].values())

@@ -595,7 +595,7 @@ def test_set_residual_factor_rescales_only_the_residual(tmp_path):
     assert SRModel.load(dest).metadata["residual_scale_trained"] == pytest.approx(rs, rel=1e-12)
     md = package_model.card_markdown(SRModel.load(dest).card)
     assert f"The residual scale was {rs:.4g} (normalized) in training and is {0.5 * rs:.4g} at inference: again" in md
-    with pytest.raises(ValueError, match="positive and finite"):
+    with pytest.raises(ValueError, match=r"factor must be a finite number > 0"):
         package_model.set_residual_factor(dest, 0.0, "no")
 
 

@@ -103,6 +103,7 @@ import xarray as xr
 
 import xsuperres
 import xsuperres.metrics as xm
+from xsuperres.temporal import upsample_in_time
 from xsuperres.training.samples import coarsen_numpy
 
 FILES = ("knmi_2010-08-26_5min.nc", "mch_20160711_5min.nc", "mch_20170131_5min.nc",
@@ -169,8 +170,8 @@ def held_out_samples(model, args):
         hr = hr[: (hr.shape[0] // T) * T]
         lr = coarsen_numpy(hr, S, T)
         if args.mean != "network":
-            from xsuperres.temporal import upsample_in_time
             peer = upsample_in_time(lr, T, args.mean).astype(np.float32)
+        last = lr.shape[0] - (0 if args.mean == "network" else 1)  # a peer needs the next step
         a, b = TRAIN_BOX
         tiles = []
         for r0 in range(0, hr.shape[1] - n + 1, n):
@@ -183,7 +184,6 @@ def held_out_samples(model, args):
         got = 0
         for k in order:
             r0, c0 = tiles[k]
-            last = lr.shape[0] - (0 if args.mean == "network" else 1)  # a peer needs the next step
             blocks = [t for t in range(L - 1, last)
                       if np.mean(hr[t * T:(t + 1) * T, r0:r0 + n, c0:c0 + n] > 0.1) >= args.min_wet]
             if not blocks:

@@ -248,8 +248,7 @@ class SRConfig:
                     f"'5min' (or None), got {self.time_step!r}"
                 )
         if self.cap is not None:
-            cap = positive_float(self.cap, "cap", " (mm/h) or None")
-            put("cap", cap)
+            put("cap", positive_float(self.cap, "cap", " (mm/h) or None"))
         if not isinstance(self.attention, bool):
             raise ValueError(f"attention must be True or False, got {self.attention!r}")
         if not isinstance(self.clip, bool):

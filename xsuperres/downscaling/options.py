@@ -159,14 +159,15 @@ def default_tile_size(config: Any) -> int:
     """The HR tile side used when ``tile_size=None``: the model's training tile.
 
     Measured against larger inference tiles (2, 3 and 5 times the training tile, and the
-    whole domain) on the KNMI sample with ``radar-s10-t1`` and ``radar-s10-t3``
-    (docs/performance.md, "Downscaling defaults"): larger tiles leave fewer tile borders
-    and need less overlap on small domains (1.4-2 x faster there, little on large
-    domains), but the CRPS worsens systematically, by 1-5 % at twice the training tile
-    and 7-12 % with the whole 200 x 200 px domain as one tile (the same sign for every
-    seed; the networks, whose group normalization and pooled cross-attention see the
-    whole tile, were trained on this tile). Pass ``tile_size`` (and ``overlap``) to
-    trade quality for speed.
+    whole domain; docs/performance.md, "Tile size"), last on a day the model never saw
+    (a leave-one-event-out fold of the ``radar-s10-t3`` recipe, KNMI 2010-08-26 left
+    out, ``benchmarks/tile_size.py``): larger tiles are 1.3-1.8 x faster, but the
+    3-member CRPS worsens systematically, by 0.6 % at twice the training tile, 2-3 % at
+    three times and 4.5 % with the whole 200 x 200 px domain as one tile, and the PITD
+    from 0.011 to 0.015-0.024 (the same sign for both seeds; the networks, whose group
+    normalization and pooled cross-attention see the whole tile, were trained on this
+    tile). The first weights lost more (1-5 %, 7-12 %). Pass ``tile_size`` (and
+    ``overlap``) to trade quality for speed.
     """
     return int(config.tile_size)
 

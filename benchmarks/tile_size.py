@@ -52,7 +52,8 @@ import xarray as xr
 
 import xsuperres
 import xsuperres.metrics as xm
-from xsuperres.downscaling.tiles import seam_statistic
+from xsuperres.downscaling.tiles import default_overlap, seam_statistic
+from xsuperres.downscaling.workers import resolve_model
 from xsuperres.training.samples import coarsen_numpy
 
 METRICS = ("crps", "mae", "pitd", "lsd", "pe99")
@@ -128,8 +129,7 @@ def one_run(model, lr, truth, members, tile, overlap, seed):
 def main(argv=None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
-    model = (xsuperres.SRModel.load(args.model) if Path(args.model).exists()
-             else xsuperres.load_model(args.model))
+    model = resolve_model(args.model)
     if args.threshold is not None:
         model = model.with_config(threshold=args.threshold)
     if args.residual_factor is not None:
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         one_run(model, lr, truth, args.members, p, None, args.seeds[0])  # warm-up
         for seed in args.seeds:
             for tile, ov in runs:
-                o = max(1, (tile // S) // 4) if ov is None else ov
+                o = default_overlap(tile // S) if ov is None else ov
                 r = one_run(model, lr, truth, args.members, tile, ov, seed)
                 r.update(domain=D, tile_size=tile, overlap=o, seed=seed, where=where)
                 rows.append(r)

@@ -22,6 +22,7 @@ from ..config import inference_mass_conservation
 from ..checks import seed as check_seed
 from .._pysteps import import_pysteps
 from ..dims import find_dims
+from .tiles import default_overlap
 from .workers import ModelHandle, handle_for, resolve_model
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ def build_options(
     if tile % c.S:
         raise ValueError(f"tile_size must be a multiple of S={c.S}, got {tile}")
     p = tile // c.S
-    o = max(1, p // 4) if overlap is None else int(overlap)
+    o = default_overlap(p) if overlap is None else int(overlap)
     if p > 1 and not 0 <= o < p:
         raise ValueError(f"overlap must be in [0, {p - 1}] LR pixels (tile of {p}), got {overlap!r}")
     if p == 1:

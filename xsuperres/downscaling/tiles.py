@@ -13,7 +13,13 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["tile_layout", "blend_weights", "seam_statistic", "tiles_for"]
+__all__ = ["default_overlap", "tile_layout", "blend_weights", "seam_statistic", "tiles_for"]
+
+
+def default_overlap(p: int) -> int:
+    """The tile overlap in LR pixels when ``overlap=None``: a quarter of the tile's ``p``
+    LR pixels, at least 1."""
+    return max(1, p // 4)
 
 
 def tile_layout(n: int, p: int, overlap: int) -> list[int]:
@@ -79,7 +85,7 @@ def seam_statistic(hr: np.ndarray, S: int, tile_size: int, overlap: Optional[int
     """
     a = np.asarray(hr, dtype=np.float64)
     p = tile_size // S
-    o = max(1, p // 4) if overlap is None else int(overlap)
+    o = default_overlap(p) if overlap is None else int(overlap)
     border, interior = [], []
     for axis in (-2, -1):
         n_hr = a.shape[axis]

@@ -130,3 +130,26 @@ def test_console_script_missing_folder(small_nc, tmp_path):
     assert res.stderr.strip().splitlines() == [
         f"xsuperres coarsen: error: cannot write {out}: the folder {out.parent} does not exist; "
         f"create it first (mkdir -p {out.parent})"]
+
+
+def test_score_prints_the_table_with_extra_scores(small_nc, tmp_path, capsys):
+    """``xsuperres score PRED TRUTH --extra ...``: the table holds score()'s values."""
+    import numpy as np
+
+    truth = xr.open_dataset(small_nc, decode_coords="all").precip.load()
+    rng = np.random.default_rng(3)
+    ens = xr.concat([truth * f for f in rng.uniform(0.5, 1.5, 4)], "member").assign_attrs(truth.attrs)
+    pred_nc = tmp_path / "pred.nc"
+    ens.to_dataset(name="precip").to_netcdf(pred_nc)
+    assert main(["score", str(pred_nc), str(small_nc), "--extra", "crps_fair",
+                 "--extra", "spread_error_ratio"]) == 0
+    head, row, units = capsys.readouterr().out.strip().splitlines()
+    expected = xsuperres.score(ens, truth, extra=["crps_fair", "spread_error_ratio"])
+    names = [h for h in head.split() if h not in ("method", "↑", "↓", "→1")]
+    assert names == list(expected.data_vars)
+    assert "spread_error_ratio →1" in head and "crps_fair mm h-1" in units
+    values = [float(v) for v in row.split()[1:]]
+    assert values == pytest.approx([float(expected[n]) for n in names], rel=1e-3)
+    # one member cannot have the ensemble scores: one line naming the option, status 2
+    assert main(["score", str(small_nc), str(small_nc), "--extra", "crps_fair"]) == 2
+    _one_line_error(capsys, "extra metric(s) ['crps_fair'] need an ensemble")

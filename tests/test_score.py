@@ -163,3 +163,52 @@ def test_units_converted(das):
     ref = score(p, t)
     for name in NAMES:
         assert float(ds[name]) == pytest.approx(float(ref[name]), rel=1e-5), name
+
+
+def _loop_fair_and_ratio(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Fair CRPS and spread-error ratio by a plain loop over valid pixels and member pairs."""
+    m = pred.shape[0]
+    fair, miss, spread, n = 0.0, 0.0, 0.0, 0
+    for idx in np.ndindex(truth.shape):
+        y = float(truth[idx])
+        if np.isnan(y):
+            continue
+        xs = [float(pred[(k, *idx)]) for k in range(m)]
+        err = sum(abs(x - y) for x in xs) / m
+        pairs = [abs(xs[i] - xs[j]) for i in range(m) for j in range(m) if i != j]
+        fair += err - 0.5 * sum(pairs) / len(pairs)
+        miss += err
+        spread += sum(pairs) / len(pairs)
+        n += 1
+    return fair / n, spread / miss
+
+
+def test_extra_ensemble_scores_match_a_loop(das, arrays):
+    p, t = das
+    pred, truth = arrays
+    truth = truth.copy()
+    truth[0, :3, :5] = np.nan  # outside coverage: excluded from both scores
+    t = t.copy(data=truth)
+    ds = score(p, t, extra=["crps_fair", "spread_error_ratio"])
+    assert list(ds.data_vars) == NAMES + ["crps_fair", "spread_error_ratio"]
+    fair, ratio = _loop_fair_and_ratio(pred.astype(np.float64), truth.astype(np.float64))
+    assert float(ds.crps_fair) == pytest.approx(fair, rel=1e-10)
+    assert float(ds.spread_error_ratio) == pytest.approx(ratio, rel=1e-10)
+    # the fair score is below the default one (it does not charge the ensemble for its size)
+    assert float(ds.crps_fair) < float(ds.crps)
+    assert ds.crps_fair.attrs["units"] == "mm h-1" and ds.crps_fair.attrs["better"] == "lower"
+    assert ds.spread_error_ratio.attrs["better"] == "closer to 1"
+    # per time step, through the accessor (a single string works too)
+    per = p.stsr.score(t, dim="time", extra="crps_fair")
+    assert per.crps_fair.dims == ("time",)
+    for k in range(truth.shape[0]):
+        expect, _ = _loop_fair_and_ratio(pred[:, k:k + 1].astype(np.float64), truth[k:k + 1].astype(np.float64))
+        assert float(per.crps_fair[k]) == pytest.approx(expect, rel=1e-10)
+
+
+def test_extra_refuses_unknown_names_and_one_member(das):
+    p, t = das
+    with pytest.raises(ValueError, match=r"unknown extra metric\(s\) \['crps_fiar'\]; choose from"):
+        score(p, t, extra="crps_fiar")
+    with pytest.raises(ValueError, match="need an ensemble, but pred 'pr' has one member"):
+        score(p.isel(member=0), t, extra="crps_fair")

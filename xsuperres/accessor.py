@@ -48,14 +48,16 @@ class STSRAccessor:
         *,
         member_dim: str = "member",
         dims: Mapping[str, Hashable] | None = None,
+        extra: str | Sequence[str] = (),
     ) -> xr.Dataset:
         """Score this prediction (optionally with a ``member`` dim) against ``truth``.
 
-        See :func:`xsuperres.score` for the eight metrics and their definitions.
+        See :func:`xsuperres.score` for the eight metrics, their definitions and the
+        ``extra`` ensemble scores (``"crps_fair"``, ``"spread_error_ratio"``).
         """
         from .scoring import score
 
-        return score(self._obj, truth, dim, member_dim=member_dim, dims=dims)
+        return score(self._obj, truth, dim, member_dim=member_dim, dims=dims, extra=extra)
 
     def downscale(self, model, n_members: int = 3, **kwargs) -> xr.DataArray | xr.Dataset:
         """Lazy ensemble downscaling with an ``SRModel`` (or a saved-model path or name).

@@ -35,6 +35,7 @@ from pathlib import Path
 import xarray as xr
 
 from .downscaling.options import MEAN_METHODS
+from .metrics import EXTRA_METRICS
 from .nn.samplers import DEFAULT_SAMPLER, SAMPLERS
 
 __all__ = ["main", "format_table", "check_output", "OutputPathError"]
@@ -42,20 +43,29 @@ __all__ = ["main", "format_table", "check_output", "OutputPathError"]
 #: The package's NetCDF engine (the ``netCDF4`` runtime dependency; see pyproject.toml).
 NETCDF_ENGINE = "netcdf4"
 
-_ORDER = ("mse", "mae", "pe99", "lsd", "emd", "ssim", "pitd", "crps")
+_ORDER = ("mse", "mae", "pe99", "lsd", "emd", "ssim", "pitd", "crps", *EXTRA_METRICS)
+_ARROWS = {"higher": " ↑", "lower": " ↓", "closer to 1": " →1"}
 
 
 def format_table(scores: Mapping[str, xr.Dataset]) -> str:
-    """A fixed-width table: one row per method, one column per metric (arrows: better)."""
+    """A fixed-width table: one row per method, one column per metric (arrows: better).
+
+    The eight metrics, then the extra ensemble scores that every row has.
+    """
     metrics = [m for m in _ORDER if all(m in s for s in scores.values())]
     first = next(iter(scores.values()))
-    heads = [m + (" ↑" if first[m].attrs.get("better") == "higher" else " ↓") for m in metrics]
+    heads = [m + _ARROWS.get(first[m].attrs.get("better"), "") for m in metrics]
     width = max([len(n) for n in scores] + [10])
-    lines = [f"{'method':<{width}} " + " ".join(f"{h:>10}" for h in heads)]
+    cols = [max(10, len(h)) for h in heads]
+    lines = [f"{'method':<{width}} " + " ".join(f"{h:>{c}}" for h, c in zip(heads, cols))]
     for name, ds in scores.items():
-        lines.append(f"{name:<{width}} " + " ".join(f"{float(ds[m]):10.4g}" for m in metrics))
-    lines.append("units: mse mm2 h-2; mae, pe99, emd, crps mm h-1; lsd, ssim, pitd unitless; "
-                 "↑ higher is better, ↓ lower is better")
+        lines.append(f"{name:<{width}} " + " ".join(f"{float(ds[m]):{c}.4g}" for m, c in zip(metrics, cols)))
+    extra = [m for m in metrics if m in EXTRA_METRICS]
+    units = "units: mse mm2 h-2; mae, pe99, emd, crps mm h-1; lsd, ssim, pitd unitless"
+    units += "".join(f"; {m} {first[m].attrs['units']}" for m in extra)
+    arrows = "↑ higher is better, ↓ lower is better" + (", →1 closer to 1 is better"
+                                                        if any(h.endswith("→1") for h in heads) else "")
+    lines.append(f"{units}; {arrows}")
     return "\n".join(lines)
 
 
@@ -255,7 +265,7 @@ def _score(args: argparse.Namespace) -> int:
     from .scoring import score
 
     pred, truth = _open_var(args.pred, args.var), _open_var(args.truth, args.var)
-    result = score(pred, truth, args.dim)
+    result = score(pred, truth, args.dim, extra=args.extra or ())
     if args.dim:
         print(result.to_dataframe().to_string())
     else:
@@ -308,6 +318,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("truth")
     score.add_argument("--var", default=None, help="variable name in both files")
     score.add_argument("--dim", action="append", default=None, help="dimension to keep (repeatable)")
+    score.add_argument("--extra", action="append", default=None, choices=sorted(EXTRA_METRICS),
+                       help="an ensemble score to add after the eight (repeatable; needs >= 2 members)")
     score.set_defaults(func=_score)
 
     down = sub.add_parser("downscale", help="downscale a NetCDF file with a model to zarr or NetCDF")

@@ -32,10 +32,12 @@ from numpy.typing import ArrayLike
 from scipy.ndimage import uniform_filter
 
 __all__ = [
+    "EXTRA_METRICS",
     "METRICS",
     "MetricInfo",
     "as_ensemble",
     "crps",
+    "crps_fair",
     "emd",
     "fair_crps_from_scores",
     "lsd",
@@ -548,4 +550,19 @@ METRICS: dict[str, MetricInfo] = {
     "ssim": MetricInfo(ssim, "1", "structural similarity index", True),
     "pitd": MetricInfo(pitd, "1", "probability integral transform distance (mid-rank PIT)", False),
     "crps": MetricInfo(crps, "mm h-1", "continuous ranked probability score", False),
+}
+
+
+def crps_fair(pred: ArrayLike, truth: ArrayLike) -> float:
+    """The fair CRPS (mm h-1): :func:`crps` with ``fair=True`` (at least two members)."""
+    return crps(pred, truth, fair=True)
+
+
+#: name -> MetricInfo for the ensemble scores that :func:`xsuperres.score` adds on request
+#: (``extra=``); both need at least two members.
+EXTRA_METRICS: dict[str, MetricInfo] = {
+    "crps_fair": MetricInfo(crps_fair, "mm h-1",
+                            "fair continuous ranked probability score (Ferro 2014)", False),
+    "spread_error_ratio": MetricInfo(spread_error_ratio, "1",
+                                     "spread-error ratio E|X - X'| / E|X - y| (1 when calibrated)", False),
 }

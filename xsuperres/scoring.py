@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .dims import DimensionError, find_dims
-from .metrics import METRICS
+from .metrics import EXTRA_METRICS, METRICS
 from .units import TARGET_UNITS
 from .validate import is_precipitation, precipitation_input
 
@@ -32,7 +32,12 @@ _DESCRIPTIONS = {
     "ssim": "7x7 uniform window, K1=0.01, K2=0.03, data_range = truth max - min; per member and frame, averaged",
     "pitd": "RMS distance of sorted mid-rank PIT values from uniform quantiles (i - 0.5)/N",
     "crps": "ensemble CRPS E|X-y| - 0.5 E|X-X'| per pixel, averaged over pixels (equals mae for one member)",
+    "crps_fair": "fair CRPS E|X-y| - 0.5 E|X-X'| with E|X-X'| over the M (M - 1) distinct member pairs",
+    "spread_error_ratio": "mean |X_i - X_j| of distinct members over the members' mean |X - y|; "
+                          "below 1: under-dispersed, above 1: over-dispersed",
 }
+#: ``better`` attribute of metrics for which neither higher nor lower is better
+_BETTER = {"spread_error_ratio": "closer to 1"}
 
 _NAN_NOTE = (
     "NaN pixels of truth are excluded from every metric (and the same pixels of every member); "
@@ -195,10 +200,20 @@ def _exclude_pred_nan(p: np.ndarray, t: np.ndarray, label: str) -> tuple[np.ndar
     return t, n
 
 
+def _extra_metrics(extra: str | Sequence[str]) -> dict[str, Any]:
+    """The :data:`~xsuperres.metrics.EXTRA_METRICS` named by ``extra`` (checked)."""
+    names = [extra] if isinstance(extra, str) else list(extra)
+    unknown = [n for n in names if n not in EXTRA_METRICS]
+    if unknown:
+        raise ValueError(f"score: unknown extra metric(s) {unknown}; choose from {sorted(EXTRA_METRICS)}")
+    return {n: EXTRA_METRICS[n] for n in dict.fromkeys(names)}
+
+
 def _score_array(pred: xr.DataArray, truth: xr.DataArray, dim: str | Sequence[str] | None,
-                 member_dim: Hashable, dims: Mapping | None, name: str | None = None
-                 ) -> tuple[dict[str, xr.DataArray], int, int]:
-    """The eight metrics of one variable, its number of members and of excluded pixels."""
+                 member_dim: Hashable, dims: Mapping | None, name: str | None = None,
+                 extra: Mapping[str, Any] | None = None) -> tuple[dict[str, xr.DataArray], int, int]:
+    """The eight metrics (and ``extra``) of one variable, its number of members and of
+    excluded pixels."""
     suffix = f" variable {name!r}" if name is not None else (
         f" {pred.name!r}" if pred.name is not None else "")
     pred = precipitation_input(pred, f"pred{suffix}")
@@ -209,10 +224,15 @@ def _score_array(pred: xr.DataArray, truth: xr.DataArray, dim: str | Sequence[st
     kept = _kept_dims(truth, dim, spatial, member_dim, dims)
     p, t = _as_blocks(pred, truth, kept, spatial, member_dim)
     t, n_excluded = _exclude_pred_nan(p, t, f"pred{suffix}")
+    table = {**METRICS, **(extra or {})}
+    if extra and p.shape[0] < 2:
+        raise ValueError(f"score: extra metric(s) {list(extra)} need an ensemble, but pred{suffix} has "
+                         f"one member (no {member_dim!r} dimension of size >= 2); "
+                         "drop extra= or pass more members")
     kshape = t.shape[: len(kept)]
-    values = {m: np.empty(kshape) for m in METRICS}
+    values = {m: np.empty(kshape) for m in table}
     for idx in np.ndindex(kshape):
-        for m, info in METRICS.items():
+        for m, info in table.items():
             values[m][idx] = info.func(p[(slice(None), *idx)], t[idx])
     coords = {k: c for k, c in truth.coords.items() if set(c.dims) <= set(kept)}
     out = {m: xr.DataArray(v, dims=kept, coords=coords, attrs=_attrs(m)) for m, v in values.items()}
@@ -220,11 +240,11 @@ def _score_array(pred: xr.DataArray, truth: xr.DataArray, dim: str | Sequence[st
 
 
 def _attrs(name: str) -> dict[str, Any]:
-    info = METRICS[name]
+    info = METRICS[name] if name in METRICS else EXTRA_METRICS[name]
     return {
         "long_name": info.long_name,
         "units": info.units,
-        "better": "higher" if info.higher_is_better else "lower",
+        "better": _BETTER.get(name, "higher" if info.higher_is_better else "lower"),
         "description": _DESCRIPTIONS[name],
     }
 
@@ -236,6 +256,7 @@ def score(
     *,
     member_dim: str = "member",
     dims: Mapping[str, Hashable] | None = None,
+    extra: str | Sequence[str] = (),
 ) -> xr.Dataset:
     """Score a prediction (optionally an ensemble) against the truth.
 
@@ -263,13 +284,20 @@ def score(
     dims : mapping, optional
         Explicit ``{"time": ..., "y": ..., "x": ...}`` names (see
         :func:`~xsuperres.find_dims`).
+    extra : str or sequence of str, optional
+        Ensemble scores to add after the eight (:data:`xsuperres.metrics.EXTRA_METRICS`;
+        ``pred`` needs at least two members): ``"crps_fair"``, the fair CRPS of Ferro
+        (2014) (mm h-1; the CRPS the ensemble would have with infinitely many members,
+        so ensembles of different sizes can be compared), and ``"spread_error_ratio"``
+        (unitless; 1 for a calibrated ensemble, below 1 under-dispersed).
 
     Returns
     -------
     xarray.Dataset
-        Variables ``mse, mae, pe99, lsd, emd, ssim, pitd, crps`` with dimensions
-        ``dim`` (scalars by default), each with ``units``, ``long_name``,
-        ``better`` (``"higher"`` or ``"lower"``) and ``description`` attributes.
+        Variables ``mse, mae, pe99, lsd, emd, ssim, pitd, crps`` (then those of
+        ``extra``) with dimensions ``dim`` (scalars by default), each with ``units``,
+        ``long_name``, ``better`` (``"higher"``, ``"lower"``, or ``"closer to 1"`` for
+        the spread-error ratio) and ``description`` attributes.
         For Dataset inputs the precipitation variables (rate units) with (y, x)
         dimensions present in both are scored, and the others are skipped with a
         ``UserWarning`` that names them; with more than one the output variables are named
@@ -283,7 +311,8 @@ def score(
     ValueError
         If the grids differ (the message names the dimension), a ``dim`` is not
         a dimension, Dataset variables cannot be paired, units are missing or not a
-        precipitation rate, or values are raw packed integers.
+        precipitation rate, values are raw packed integers, or ``extra`` names an
+        unknown metric or is asked of a one-member prediction.
 
     Notes
     -----
@@ -305,12 +334,20 @@ def score(
     >>> s = xsuperres.score(ens, truth)
     >>> float(s.crps), float(s.mae), s.crps.attrs["units"]
     (0.5, 1.0, 'mm h-1')
+
+    The two members differ by 2 mm/h and miss by 1 mm/h: the fair CRPS counts only the
+    distinct pairs (``1 - 0.5 * 2 = 0``), and the spread-error ratio is ``2 / 1``:
+
+    >>> s = xsuperres.score(ens, truth, extra=["crps_fair", "spread_error_ratio"])
+    >>> float(s.crps_fair), float(s.spread_error_ratio), s.spread_error_ratio.attrs["better"]
+    (0.0, 2.0, 'closer to 1')
     """
+    extra_metrics = _extra_metrics(extra)
     pairs = _pairs(pred, truth, dims)
     data: dict[str, xr.DataArray] = {}
     n_members, n_excluded = 1, 0
     for name, p, t in pairs:
-        metrics, n_members, n_nan = _score_array(p, t, dim, member_dim, dims, name)
+        metrics, n_members, n_nan = _score_array(p, t, dim, member_dim, dims, name, extra_metrics)
         n_excluded += n_nan
         data.update({(m if name is None else f"{name}_{m}"): v for m, v in metrics.items()})
     attrs = {"n_members": n_members, "units_basis": TARGET_UNITS, "missing_values": _NAN_NOTE,

@@ -21,8 +21,10 @@ Inference (:meth:`SRModel.predict`) follows the preprint (section 3.2, appendix 
 
 The forward passes of both stages live in :mod:`xsuperres.nn.denoiser`
 (:func:`~xsuperres.nn.denoiser.mean_stage` and
-:class:`~xsuperres.nn.denoiser.ResidualDenoiser`), shared with training; this module
-validates and batches the inputs around them. Saving and loading are in
+:class:`~xsuperres.nn.denoiser.ResidualDenoiser`), shared with training; inference runs
+them through :mod:`xsuperres.model.mean` (the deterministic stage on batches of mm/h
+contexts) and :mod:`xsuperres.model.members` (the ensemble around each batch's mean),
+after :mod:`xsuperres.model.inputs` has checked the inputs. Saving and loading are in
 :mod:`xsuperres.model.io`.
 
 This module imports torch and numpy only (no xarray, dask or pooch).
@@ -41,7 +43,7 @@ from torch import nn
 from ..checks import positive_float, positive_int
 from ..checks import seed as check_seed
 from ..config import SRConfig, inference_mass_conservation
-from ..nn.denoiser import ResidualDenoiser, mean_stage, upsample_context
+from ..nn.denoiser import ResidualDenoiser
 from ..nn.diffusion import LinearSchedule, check_sampler
 from ..nn.samplers import DEFAULT_SAMPLER
 from ..nn.unet import DeterministicUNet, DiffusionUNet
@@ -49,9 +51,10 @@ from ..noise import sample_keys
 from ..progress import progress_callback
 from .device import DeviceLike, resolve_device
 from .io import load_srmodel, save_srmodel
-from .inputs import _topo_slice, prepare_inputs, prepare_mean
+from .inputs import prepare_inputs, prepare_mean
+from .mean import mean_batches
 from .members import sample_members
-from .normalization import ArrayLike, check_normalization, normalize_precip
+from .normalization import ArrayLike, check_normalization
 
 # ---------------------------------------------------------------------------------------
 # the model
@@ -285,15 +288,6 @@ class SRModel(nn.Module):
             )
         return float(cap)
 
-    def _prepare(
-        self, lr: Any, topography: Any
-    ) -> tuple[tuple[int, ...], np.ndarray, Optional[np.ndarray]]:
-        """Validate inputs; return ``(lead shape, lr (N, L, h, w) float32, topo or None)``.
-
-        The returned topography is normalized, float32, shaped ``(N or 1, H, W)``.
-        """
-        return prepare_inputs(self.config, self.normalization, lr, topography)
-
     def _output_config(self, mass_conservation: Optional[str]) -> SRConfig:
         """The config with the mass-conservation mode of this prediction
         (:func:`~xsuperres.config.inference_mass_conservation`)."""
@@ -301,43 +295,6 @@ class SRModel(nn.Module):
         if mode == self.config.mass_conservation:
             return self.config
         return self.config.replace(mass_conservation=mode)
-
-    def _mean(
-        self, x: torch.Tensor, topo: Optional[torch.Tensor], cap: float,
-        config: Optional[SRConfig] = None, given: Optional[torch.Tensor] = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Deterministic stage on ``x (n, L, h, w)`` mm/h -> ``(D, BI(x_n(L)), x[t]/cap)``.
-
-        Normalizes the inputs for :func:`~xsuperres.nn.denoiser.mean_stage`: the network
-        sees ``x_n`` (capped unless ``config.clip`` is ``False``) but the MC target
-        ``x[t] / cap`` is never capped, so the output keeps the LR mass above the cap too.
-        ``config``: the output settings (:meth:`_output_config`); default the model's.
-        ``given``: a conditional mean in mm/h ``(n, T, H, W)`` (``predict(mean=)``): ``D`` is
-        ``given / cap`` and ``U_det`` is not run.
-        """
-        c = self.config if config is None else config
-        xn = normalize_precip(x, cap, clip=c.clip)
-        target = x[:, -1] / cap
-        if given is not None:
-            return given / cap, upsample_context(xn, c.S), target
-        n, _, h, w = xn.shape
-        H, W = h * c.S, w * c.S
-        if topo is None:
-            tn = torch.zeros((n, 1, H, W), dtype=xn.dtype, device=xn.device)
-        else:
-            tn = topo.expand(n, H, W).unsqueeze(1) if topo.shape[0] == 1 else topo.unsqueeze(1)
-        D, context = mean_stage(self.mean_net, xn, tn, target, c)
-        return D, context, target
-
-    def _mean_batches(self, x_all: np.ndarray, topo_all: Optional[np.ndarray], size: int,
-                      dev: torch.device, cap: float, config: SRConfig,
-                      mean_all: Optional[np.ndarray] = None):
-        """``(start, D, BI(x_n(L)), x[t]/cap)`` of the deterministic stage, ``size`` samples at
-        a time (``mean_all``: given means in mm/h, ``(N, T, H, W)``, see :meth:`_mean`)."""
-        for s0 in range(0, x_all.shape[0], size):
-            x = torch.from_numpy(x_all[s0 : s0 + size]).to(dev)
-            given = None if mean_all is None else torch.from_numpy(mean_all[s0 : s0 + size]).to(dev)
-            yield (s0, *self._mean(x, _topo_slice(topo_all, s0, size, dev), cap, config, given))
 
     def _run(self, device: DeviceLike) -> tuple[torch.device, bool]:
         dev = resolve_device(device)
@@ -386,7 +343,7 @@ class SRModel(nn.Module):
         """
         c = self._output_config(mass_conservation)
         cap = self._cap()
-        lead, x_all, topo_all = self._prepare(lr, topography)
+        lead, x_all, topo_all = prepare_inputs(self.config, self.normalization, lr, topography)
         N, _, h, w = x_all.shape
         H, W = h * c.S, w * c.S
         out = np.empty((N, c.T, H, W), dtype=np.float32)
@@ -394,7 +351,7 @@ class SRModel(nn.Module):
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
-                for s0, D, _, _ in self._mean_batches(x_all, topo_all, bs, dev, cap, c):
+                for s0, D, _, _ in mean_batches(self.mean_net, x_all, topo_all, bs, dev, cap, c):
                     out[s0 : s0 + bs] = (D * cap).cpu().numpy()
         finally:
             self.train(was_training)
@@ -504,7 +461,7 @@ class SRModel(nn.Module):
         M = positive_int(n_members, "n_members")
         seed = check_seed(seed)
         n_steps = self.check_sampler(sampler, steps, eta, spacing)
-        lead, x_all, topo_all = self._prepare(lr, topography)
+        lead, x_all, topo_all = prepare_inputs(self.config, self.normalization, lr, topography)
         N, _, h, w = x_all.shape
         H, W = h * c.S, w * c.S
         keys = sample_keys(noise_keys, lead, N)
@@ -524,7 +481,8 @@ class SRModel(nn.Module):
         dev, was_training = self._run(device)
         try:
             with torch.inference_mode():
-                for s0, D, context, target in self._mean_batches(x_all, topo_all, ns, dev, cap, c, mean_all):
+                batches = mean_batches(self.mean_net, x_all, topo_all, ns, dev, cap, c, mean_all)
+                for s0, D, context, target in batches:
 
                     def on_step(i: int, _d: int = done) -> None:
                         if report is not None:

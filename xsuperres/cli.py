@@ -35,7 +35,7 @@ from pathlib import Path
 import xarray as xr
 
 from .downscaling.options import MEAN_METHODS
-from .metrics import EXTRA_METRICS
+from .metrics import EXTRA_METRICS, METRICS
 from .nn.samplers import DEFAULT_SAMPLER, SAMPLERS
 
 __all__ = ["main", "format_table", "check_output", "OutputPathError"]
@@ -43,7 +43,7 @@ __all__ = ["main", "format_table", "check_output", "OutputPathError"]
 #: The package's NetCDF engine (the ``netCDF4`` runtime dependency; see pyproject.toml).
 NETCDF_ENGINE = "netcdf4"
 
-_ORDER = ("mse", "mae", "pe99", "lsd", "emd", "ssim", "pitd", "crps", *EXTRA_METRICS)
+_ORDER = (*METRICS, *EXTRA_METRICS)
 _ARROWS = {"higher": " ↑", "lower": " ↓", "closer to 1": " →1"}
 
 

@@ -559,7 +559,8 @@ def crps_fair(pred: ArrayLike, truth: ArrayLike) -> float:
 
 
 #: name -> MetricInfo for the ensemble scores that :func:`xsuperres.score` adds on request
-#: (``extra=``); both need at least two members.
+#: (``extra=``); both need at least two members. The spread-error ratio is best at 1, which
+#: the boolean ``higher_is_better`` cannot say: ``score`` writes ``better="closer to 1"``.
 EXTRA_METRICS: dict[str, MetricInfo] = {
     "crps_fair": MetricInfo(crps_fair, "mm h-1",
                             "fair continuous ranked probability score (Ferro 2014)", False),

@@ -287,8 +287,8 @@ def score(
     extra : str or sequence of str, optional
         Ensemble scores to add after the eight (:data:`xsuperres.metrics.EXTRA_METRICS`;
         ``pred`` needs at least two members): ``"crps_fair"``, the fair CRPS of Ferro
-        (2014) (mm h-1; the CRPS the ensemble would have with infinitely many members,
-        so ensembles of different sizes can be compared), and ``"spread_error_ratio"``
+        (2014) (mm h-1; an unbiased estimate of the CRPS of the distribution the members
+        are drawn from, so ensembles of different sizes can be compared), and ``"spread_error_ratio"``
         (unitless; 1 for a calibrated ensemble, below 1 under-dispersed).
 
     Returns

@@ -21,7 +21,7 @@ scheduler and ``--threads`` torch threads. Noise is keyed by global position, so
 sizes with one seed start from the same noise field and their scores are paired.
 
 Scores: ``xsuperres.score`` against the HR truth (CRPS, MAE, PITD, LSD, pe99; mm/h, all
-frames pooled), the fair CRPS (``xsuperres.metrics.fair_crps_from_scores``) and the seam
+frames pooled), the fair CRPS (``score(..., extra="crps_fair")``) and the seam
 ratio of ``xsuperres.downscaling.tiles.seam_statistic`` (mean HR gradient across tile
 borders over that across other LR-cell borders; NaN with one tile). Time: wall seconds
 of the ``compute()``, with the first (warm-up) call of each domain discarded by running
@@ -51,12 +51,11 @@ import torch
 import xarray as xr
 
 import xsuperres
-import xsuperres.metrics as xm
 from xsuperres.downscaling.tiles import default_overlap, seam_statistic
 from xsuperres.downscaling.workers import resolve_model
 from xsuperres.training.samples import coarsen_numpy
 
-METRICS = ("crps", "mae", "pitd", "lsd", "pe99")
+METRICS = ("crps", "mae", "pitd", "lsd", "pe99", "crps_fair")
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -117,9 +116,8 @@ def one_run(model, lr, truth, members, tile, overlap, seed):
                                  context="drop").compute()
     wall = time.perf_counter() - t0
     tr = truth.sel(time=pred["time"])
-    sc = xsuperres.score(pred, tr)
+    sc = xsuperres.score(pred, tr, extra="crps_fair")
     out = {m: float(sc[m]) for m in METRICS}
-    out["crps_fair"] = float(xm.fair_crps_from_scores(out["crps"], out["mae"], members))
     seam = seam_statistic(pred.values, model.config.S, tile, overlap)
     out["seam_ratio"] = float(seam["ratio"])
     out["seconds"] = wall

@@ -417,3 +417,16 @@ def test_metrics_registry():
     assert [k for k, v in METRICS.items() if v.higher_is_better] == ["ssim"]
     func, unit, long_name, higher = METRICS["crps"]
     assert func is crps and isinstance(long_name, str) and higher is False
+
+
+def test_extra_metrics_from_scores_equal_their_functions():
+    """score() derives the extra ensemble scores from CRPS and MAE; the direct functions agree."""
+    from xsuperres.metrics import EXTRA_METRICS
+
+    rng = np.random.default_rng(5)
+    pred = rng.gamma(0.7, 2.0, (4, 3, 9, 8))
+    truth = rng.gamma(0.7, 2.0, (3, 9, 8))
+    truth[0, :2] = np.nan
+    c, m = crps(pred, truth), mae(pred, truth)
+    for name, info in EXTRA_METRICS.items():
+        assert info.from_scores(c, m, 4) == pytest.approx(info.func(pred, truth), rel=1e-12), name

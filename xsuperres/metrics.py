@@ -33,6 +33,7 @@ from scipy.ndimage import uniform_filter
 
 __all__ = [
     "EXTRA_METRICS",
+    "ExtraMetricInfo",
     "METRICS",
     "MetricInfo",
     "as_ensemble",
@@ -558,12 +559,27 @@ def crps_fair(pred: ArrayLike, truth: ArrayLike) -> float:
     return crps(pred, truth, fair=True)
 
 
-#: name -> MetricInfo for the ensemble scores that :func:`xsuperres.score` adds on request
-#: (``extra=``); both need at least two members. The spread-error ratio is best at 1, which
-#: the boolean ``higher_is_better`` cannot say: ``score`` writes ``better="closer to 1"``.
-EXTRA_METRICS: dict[str, MetricInfo] = {
-    "crps_fair": MetricInfo(crps_fair, "mm h-1",
-                            "fair continuous ranked probability score (Ferro 2014)", False),
-    "spread_error_ratio": MetricInfo(spread_error_ratio, "1",
-                                     "spread-error ratio E|X - X'| / E|X - y| (1 when calibrated)", False),
+class ExtraMetricInfo(NamedTuple):
+    """An ensemble score of :data:`EXTRA_METRICS`: as :class:`MetricInfo`, plus
+    ``from_scores(crps, mae, n_members)``, the same value from an ensemble's :func:`crps`
+    and :func:`mae` (what :func:`xsuperres.score` uses: no second pass over the data)."""
+
+    func: Callable[[ArrayLike, ArrayLike], float]
+    units: str
+    long_name: str
+    higher_is_better: bool
+    from_scores: Callable[[float, float, int], float]
+
+
+#: name -> ExtraMetricInfo for the ensemble scores that :func:`xsuperres.score` adds on
+#: request (``extra=``); both need at least two members. The spread-error ratio is best at
+#: 1, which the boolean ``higher_is_better`` cannot say: ``score`` writes
+#: ``better="closer to 1"``.
+EXTRA_METRICS: dict[str, ExtraMetricInfo] = {
+    "crps_fair": ExtraMetricInfo(crps_fair, "mm h-1",
+                                 "fair continuous ranked probability score (Ferro 2014)", False,
+                                 fair_crps_from_scores),
+    "spread_error_ratio": ExtraMetricInfo(spread_error_ratio, "1",
+                                          "spread-error ratio E|X - X'| / E|X - y| (1 when calibrated)",
+                                          False, spread_error_ratio_from_scores),
 }

@@ -224,16 +224,18 @@ def _score_array(pred: xr.DataArray, truth: xr.DataArray, dim: str | Sequence[st
     kept = _kept_dims(truth, dim, spatial, member_dim, dims)
     p, t = _as_blocks(pred, truth, kept, spatial, member_dim)
     t, n_excluded = _exclude_pred_nan(p, t, f"pred{suffix}")
-    table = {**METRICS, **(extra or {})}
+    extra = extra or {}
     if extra and p.shape[0] < 2:
         raise ValueError(f"score: extra metric(s) {list(extra)} need an ensemble, but pred{suffix} has "
                          f"one member (no {member_dim!r} dimension of size >= 2); "
                          "drop extra= or pass more members")
     kshape = t.shape[: len(kept)]
-    values = {m: np.empty(kshape) for m in table}
+    values = {m: np.empty(kshape) for m in (*METRICS, *extra)}
     for idx in np.ndindex(kshape):
-        for m, info in table.items():
+        for m, info in METRICS.items():
             values[m][idx] = info.func(p[(slice(None), *idx)], t[idx])
+        for m, info in extra.items():  # from the CRPS and MAE just computed
+            values[m][idx] = info.from_scores(values["crps"][idx], values["mae"][idx], p.shape[0])
     coords = {k: c for k, c in truth.coords.items() if set(c.dims) <= set(kept)}
     out = {m: xr.DataArray(v, dims=kept, coords=coords, attrs=_attrs(m)) for m, v in values.items()}
     return out, p.shape[0], n_excluded

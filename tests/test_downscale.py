@@ -441,6 +441,8 @@ def test_cli_round_trip(model, model_dir, tmp_path):
     rc = main(["downscale", str(src), str(dst), "--model", model_dir, "--members", "2",
                "--steps", str(STEPS), "--chunks", "time=2", "--device", "cpu", "--no-progress"])
     assert rc == 0
+    # zarr format 2 with consolidated metadata (readable by zarr-python 2 and 3)
+    assert (dst / ".zmetadata").is_file() and not (dst / "zarr.json").exists()
     back = xr.open_zarr(dst)
     assert back["pr"].dims == ("member", "time", "y", "x")
     assert back["pr"].attrs["units"] == "mm h-1"

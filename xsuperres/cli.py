@@ -324,8 +324,8 @@ def _parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("downscale", help="downscale a NetCDF file with a model to zarr or NetCDF")
     down.add_argument("input", help="LR precipitation (NetCDF)")
-    down.add_argument("output", help="output store: .zarr (default) or .nc; its folder must exist, "
-                                     "and it must not be an input")
+    down.add_argument("output", help="output store: .zarr (default; zarr format 2 with consolidated "
+                                     "metadata) or .nc; its folder must exist, and it must not be an input")
     down.add_argument("--model", required=True, help="model directory (SRModel.save) or registry name")
     down.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
     down.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")

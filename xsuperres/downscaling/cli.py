@@ -12,6 +12,20 @@ from .api import downscale
 __all__ = ["run_cli"]
 
 
+def _zarr_write_options() -> dict[str, int]:
+    """Keyword arguments of ``to_zarr`` for the CLI's stores: zarr format 2.
+
+    Format 2 with consolidated metadata is what every zarr reader opens (zarr-python 2
+    and 3, other languages); with zarr-python 3, whose default is format 3, writing
+    format 3 with consolidated metadata (xarray's default) warns that consolidated
+    metadata is not part of that format's specification. With zarr-python 2 format 2
+    is the only one (and older xarray has no ``zarr_format`` argument).
+    """
+    import zarr
+
+    return {"zarr_format": 2} if int(zarr.__version__.split(".")[0]) >= 3 else {}
+
+
 def _parse_chunks(items: Optional[list[str]]) -> dict[str, int]:
     chunks: dict[str, int] = {}
     for item in items or []:
@@ -70,7 +84,7 @@ def run_cli(args) -> int:
     if target.endswith(".nc"):
         job = out.to_netcdf(target, engine="netcdf4", compute=False)
     else:
-        job = out.to_zarr(target, mode="w", compute=False)
+        job = out.to_zarr(target, mode="w", compute=False, **_zarr_write_options())
     if args.no_progress:
         job.compute()
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 
 import dask
@@ -224,8 +225,6 @@ def test_refine_2d_longitudes_across_the_antimeridian(offset):
 
 def _history_times_masked(da: xr.DataArray) -> xr.DataArray:
     """``da`` with the UTC timestamps of its ``history`` lines replaced by a placeholder."""
-    import re
-
     history = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>", da.attrs["history"])
     return da.assign_attrs(history=history)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
 import xarray as xr
 
+import xsuperres
 from xsuperres.units import check_precipitation, mm_per_hour_factor, to_mm_per_hour
 
 
@@ -73,7 +75,12 @@ def test_input_not_modified():
     assert not np.shares_memory(out.values, da.values)
     assert out.attrs["standard_name"] == "lwe_precipitation_rate"
     assert out.attrs["history"].startswith("made\n")
-    assert "kg m-2 s-1" in out.attrs["history"].splitlines()[-1]
+    last = out.attrs["history"].splitlines()[-1]
+    # written by the one history helper (xsuperres.cf.history_line): timestamp, call, version
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: xsuperres\.units\.to_mm_per_hour: converted from "
+        r"'kg m-2 s-1' to 'mm h-1' \(factor 3600, water density 1000 kg m-3\) "
+        + re.escape(f"(xsuperres {xsuperres.__version__})"), last), last
 
 
 def test_identity_returns_new_object():

@@ -14,12 +14,13 @@ are refused with a :class:`ValueError` that says what to do.
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from .cf import append_history
 
 __all__ = ["to_mm_per_hour", "rate_factor", "check_precipitation", "mm_per_hour_factor", "TARGET_UNITS"]
 
@@ -238,15 +239,12 @@ def to_mm_per_hour(da: xr.DataArray, name: str | None = None) -> xr.DataArray:
         # a mass-flux standard name does not fit mm h-1; drop rather than lie
         attrs.pop("standard_name")
     if units != TARGET_UNITS:
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = (
-            f"{now}: xsuperres.units.to_mm_per_hour: converted from {units!r} to "
+        attrs = append_history(attrs, (
+            f"xsuperres.units.to_mm_per_hour: converted from {units!r} to "
             f"{TARGET_UNITS!r} (factor {factor:.10g}"
             + (f", water density {WATER_DENSITY:g} kg m-3" if "kg" in units else "")
             + ")"
-        )
-        old = attrs.get("history")
-        attrs["history"] = f"{old}\n{line}" if old else line
+        ))
     out.attrs = attrs
     # the source packing (dtype, scale_factor, _FillValue, ...) no longer applies
     out.encoding = {}

@@ -201,6 +201,16 @@ def test_chunk_invariance_in_space(model):
         np.testing.assert_allclose(out.values, ref, rtol=0, atol=1e-5)
 
 
+def test_chunk_invariance_of_a_stochastic_sampler(model):
+    """DPM-Solver++(2M) with eta = 1 draws noise at every step: keyed by position too."""
+    lr = _lr(nt=3, ny=6, nx=8, seed=3)
+    kw = {"sampler": "dpmpp_2m", "steps": 4, "eta": 1.0}
+    ref = _run(lr, model, **kw).values
+    assert not np.allclose(ref, _run(lr, model, steps=4).values)  # the noise did something
+    for chunks in ({"time": 1}, {"y": 2, "x": 3}, {"time": 2, "y": 5, "x": 1}):
+        np.testing.assert_allclose(_run(lr.chunk(chunks), model, **kw).values, ref, rtol=0, atol=1e-5)
+
+
 def test_seed_changes_members(model):
     lr = _lr(nt=2, ny=4, nx=4)
     a = _run(lr, model, seed=0).values
@@ -449,6 +459,13 @@ def test_cli_round_trip(model, model_dir, tmp_path):
     np.testing.assert_allclose(back["pr"].values, _run(lr, model).values, rtol=0, atol=1e-5)
     assert main(["downscale", str(src), str(tmp_path / "x.zarr"), "--model", model_dir,
                  "--chunks", "nope=2"]) == 2
+    # --eta reaches the sampler: DPM-Solver++(2M) in its SDE form
+    sde = tmp_path / "sde.zarr"
+    assert main(["downscale", str(src), str(sde), "--model", model_dir, "--members", "2", "--steps",
+                 str(STEPS), "--eta", "1", "--device", "cpu", "--no-progress"]) == 0
+    back = xr.open_zarr(sde)
+    assert back["pr"].attrs["xsuperres_eta"] == 1.0
+    np.testing.assert_allclose(back["pr"].values, _run(lr, model, eta=1.0).values, rtol=0, atol=1e-5)
 
 
 # ------------------------------------------------------------------- fast defaults: batching

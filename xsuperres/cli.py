@@ -331,6 +331,9 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--steps", type=int, default=None, help="sampler steps (default: the sampler's)")
     down.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=tuple(SAMPLERS),
                       help=f"diffusion sampler (default {DEFAULT_SAMPLER})")
+    down.add_argument("--eta", type=float, default=0.0,
+                      help="stochasticity of ddim and dpmpp_2m (default 0: deterministic given the "
+                           "initial noise; 1: fresh noise at every step, for dpmpp_2m its SDE form)")
     down.add_argument("--seed", type=int, default=0)
     down.add_argument("--chunks", action="append", default=None, metavar="DIM=N",
                       help="input chunks, e.g. time=24 (repeatable; default time=24)")

@@ -90,8 +90,9 @@ def downscale(
         with topography (see ``xsuperres.topography`` for GLO-90 / file helpers).
     sampler, steps, eta
         Diffusion sampler (``"dpmpp_2m"``, the default, ``"ddim"``, ``"ancestral"``), its
-        number of steps (``None``: the sampler's default) and DDIM's ``eta`` (a finite
-        number).
+        number of steps (``None``: the sampler's default) and the stochasticity ``eta`` of
+        ``"ddim"`` and ``"dpmpp_2m"`` (a finite number >= 0; 0, the default, is
+        deterministic given the initial noise).
     seed
         Non-negative integer; with the same seed the members are identical whatever the
         chunking, scheduler, batch size or device (to float rounding).

@@ -76,8 +76,8 @@ def run_cli(args) -> int:
         ds = ds[keep]
     topo = _open_topography(args.topography) if args.topography else None
     out = downscale(ds, args.model, args.members, topography=topo, sampler=args.sampler,
-                    steps=args.steps, seed=args.seed, device=args.device, context=args.context,
-                    strict=not args.no_strict,
+                    steps=args.steps, eta=args.eta, seed=args.seed, device=args.device,
+                    context=args.context, strict=not args.no_strict,
                     mass_conservation=None if args.mass_conservation == "none" else args.mass_conservation,
                     mean=args.mean)
     target = str(args.output)

@@ -411,7 +411,8 @@ class SRModel(nn.Module):
         batch_size
             ``(sample, member)`` items per diffusion-network call (default 16).
         eta
-            DDIM stochasticity (0: deterministic given the initial noise).
+            Stochasticity of ``"ddim"`` and ``"dpmpp_2m"`` (0: deterministic given the
+            initial noise; 1: DDPM-like DDIM, the reverse SDE for DPM-Solver++(2M)).
         progress
             ``True`` for a tqdm bar, or a callable ``progress(done, total)`` counting
             network evaluations of the diffusion stage.

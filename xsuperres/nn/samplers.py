@@ -20,9 +20,11 @@ the 1000-step reference), was chosen from the measured quality-cost curve of
     posterior variance ``beta_tilde``. One network evaluation per step. First order:
     with few steps it under-disperses (see its notes).
 ``dpmpp_2m_sample``
-    DPM-Solver++(2M) (Lu et al., 2022), deterministic, second order, log-SNR spaced
-    steps: the most accurate few-step option (one network evaluation per step), and
-    the default.
+    DPM-Solver++(2M) (Lu et al., 2022), second order, log-SNR spaced steps: the most
+    accurate few-step option (one network evaluation per step), and the default.
+    ``eta = 0`` (the default) is the deterministic solver of the probability-flow ODE;
+    ``eta > 0`` its SDE variant, which draws noise at every step but the last
+    (``eta = 1``: the reverse SDE, as the ancestral sampler).
 
 Each step costs one ``model_fn`` call plus a handful of element-wise operations on
 a tensor of ``shape``; the sampler's own overhead is negligible next to a U-Net.
@@ -308,19 +310,26 @@ def dpmpp_2m_sample(
     device: Union[torch.device, str, None] = None,
     dtype: torch.dtype = torch.float32,
     progress: Optional[Callable[[int, int], None]] = None,
+    eta: float = 0.0,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al., 2022): deterministic second-order multistep sampler.
+    """DPM-Solver++(2M) (Lu et al., 2022): second-order multistep sampler, deterministic
+    (``eta = 0``) or stochastic (``eta > 0``, the SDE variant).
 
     Works on the data prediction ``r0_hat = sqrt(abar) r - sqrt(1 - abar) v_hat`` with
     ``alpha = sqrt(abar)``, ``sigma = sqrt(1 - abar)``, ``lambda = log(alpha / sigma)``.
     From step ``t`` to the next ``t'`` (``h = lambda' - lambda``)::
 
-        r' = (sigma' / sigma) r + alpha' (1 - exp(-h)) D
+        r' = (sigma' / sigma) exp(-eta h) r + alpha' (1 - exp(-(1 + eta) h)) D
+             + sigma' sqrt(1 - exp(-2 eta h)) z
         D  = (1 + 1 / (2 q)) r0_hat - 1 / (2 q) r0_hat_previous,  q = h_previous / h
 
-    (``D = r0_hat`` at the first step); the last step returns ``r0_hat``. One network
-    evaluation per step and no noise except the initial ``r_J``, like DDIM with
-    ``eta = 0``, but second-order accurate: for Gaussian data ``N(0.3, s^2)``,
+    (``D = r0_hat`` at the first step; ``z ~ N(0, I)``, drawn only when ``eta > 0``);
+    the last step returns ``r0_hat``. With ``eta = 0`` this is the deterministic solver
+    of the probability-flow ODE: no noise except the initial ``r_J``, like DDIM with
+    ``eta = 0``. With ``eta = 1`` it solves the reverse SDE (SDE-DPM-Solver++(2M), the
+    "midpoint" form of k-diffusion's ``sample_dpmpp_2m_sde``); its first-order form
+    (``D = r0_hat`` at every step) is DDIM with ``eta = 1`` on the same timesteps. The
+    deterministic solver is second-order accurate: for Gaussian data ``N(0.3, s^2)``,
     ``s = 0.1 .. 1``, ``beta_max = 0.01 .. 0.03`` and an exact denoiser, the sample
     standard deviation is within 2.5 % with 20 ``"logsnr"`` steps and within 4 % with 10
     (the default), where 20 linear DDIM steps are 6-52 % too small and 10 are 13-70 %
@@ -329,7 +338,8 @@ def dpmpp_2m_sample(
     Parameters
     ----------
     model_fn, shape, schedule, generator, noise, device, dtype, progress
-        As in ``ddim_sample`` (only ``noise(0)`` is drawn).
+        As in ``ddim_sample`` (with ``eta = 0`` only ``noise(0)`` is drawn; with
+        ``eta > 0`` also ``noise(i)`` at steps ``i = 1 .. n - 1``).
     steps
         Number of network evaluations (``1 .. J``); ``None``: the default of
         ``SAMPLERS["dpmpp_2m"]`` (10).
@@ -337,12 +347,15 @@ def dpmpp_2m_sample(
         Timestep spacing (``sampling_timesteps``); ``None``: the default of
         ``SAMPLERS["dpmpp_2m"]``, ``"logsnr"``, which is what a solver in ``lambda``
         expects (``"linear"`` over-disperses with few steps).
+    eta
+        Stochasticity, ``>= 0``: 0 (default) deterministic, 1 the reverse SDE.
 
     Returns
     -------
     torch.Tensor
         Sampled ``r_0`` of ``shape``.
     """
+    eta = non_negative_float(eta, "eta")
     steps, spacing = _defaults("dpmpp_2m", steps, spacing)
     ts = sampling_timesteps(schedule, steps, spacing).tolist()
     draw = _Noise(shape, generator, noise, device, dtype)
@@ -366,9 +379,14 @@ def dpmpp_2m_sample(
             else:
                 q = h_prev / h
                 d = (1.0 + 0.5 / q) * r0_hat - (0.5 / q) * prev_r0
-            r = math.sqrt((1.0 - ab_next) / (1.0 - ab)) * r + math.sqrt(ab_next) * (
-                -math.expm1(-h)
-            ) * d
+            if eta == 0:
+                r = math.sqrt((1.0 - ab_next) / (1.0 - ab)) * r + math.sqrt(ab_next) * (
+                    -math.expm1(-h)
+                ) * d
+            else:
+                r = (math.sqrt((1.0 - ab_next) / (1.0 - ab)) * math.exp(-eta * h) * r
+                     + math.sqrt(ab_next) * (-math.expm1(-(1.0 + eta) * h)) * d
+                     + math.sqrt((1.0 - ab_next) * -math.expm1(-2.0 * eta * h)) * draw(i))
             prev_r0, h_prev = r0_hat, h
         if progress is not None:
             progress(i, n)
@@ -390,8 +408,8 @@ class SamplerSpec:
         Default timestep spacing (:func:`sampling_timesteps`); ``None``: the sampler takes
         no ``spacing`` argument. Samplers with a default ``steps`` have one.
     eta
-        How the sampler uses ``eta``: ``"free"`` (any finite ``eta >= 0``, passed on),
-        ``"zero"`` (deterministic: ``eta`` must be 0) or ``"ignored"``.
+        How the sampler uses ``eta``: ``"free"`` (any finite ``eta >= 0``, passed on)
+        or ``"ignored"``.
     """
 
     fn: Callable[..., torch.Tensor]
@@ -408,8 +426,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ancestral": SamplerSpec(ancestral_sample, steps=None, spacing=None, eta="ignored"),
     "ddim": SamplerSpec(ddim_sample, steps=50, spacing="linear", eta="free"),
     # 10 steps: on held-out radar tiles as good as 20 (within the noise) and within 5 %
-    # of the 1000-step ancestral sampler in CRPS, PITD no worse (docs/performance.md)
-    "dpmpp_2m": SamplerSpec(dpmpp_2m_sample, steps=10, spacing="logsnr", eta="zero"),
+    # of the 1000-step ancestral sampler in CRPS, PITD no worse (docs/performance.md);
+    # eta = 0 (deterministic) unless the caller passes one
+    "dpmpp_2m": SamplerSpec(dpmpp_2m_sample, steps=10, spacing="logsnr", eta="free"),
 }
 
 #: The sampler used when none is named (``sampler=`` of ``sample``, ``check_sampler``,
@@ -428,11 +447,6 @@ def _defaults(sampler: str, steps: Optional[int], spacing: Optional[str]) -> tup
     """``(steps, spacing)`` with ``None`` replaced by the defaults of ``SAMPLERS[sampler]``."""
     spec = SAMPLERS[sampler]
     return (spec.steps if steps is None else steps), (spec.spacing if spacing is None else spacing)
-
-
-def _deterministic_eta(sampler: str) -> str:
-    free = " or ".join(f"sampler={n!r}" for n, s in SAMPLERS.items() if s.eta == "free")
-    return f"the {sampler!r} sampler is deterministic: eta must be 0 (eta > 0 needs {free})"
 
 
 def _check_fixed_steps(sampler: str, steps: Optional[int], schedule: LinearSchedule) -> None:
@@ -472,7 +486,7 @@ def check_sampler(
     ValueError
         Unknown sampler, ``steps`` out of range (or ``!= J`` for ``"ancestral"``),
         ``spacing`` unknown or given to a sampler without spacing, ``eta`` invalid for
-        the sampler (non-finite or negative for ``"ddim"``, non-zero for ``"dpmpp_2m"``).
+        the sampler (non-finite or negative for ``"ddim"`` and ``"dpmpp_2m"``).
     """
     spec = _spec(sampler)
     if spec.steps is None:
@@ -483,12 +497,10 @@ def check_sampler(
         return schedule.J
     if spec.eta == "free":
         if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta):
-            raise ValueError(f"eta must be finite (a number >= 0; 0 is deterministic DDIM), "
+            raise ValueError(f"eta must be finite (a number >= 0; 0 is deterministic), "
                              f"got {eta!r}")
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta!r}")
-    elif spec.eta == "zero" and eta != 0:
-        raise ValueError(_deterministic_eta(sampler))
     return len(sampling_timesteps(schedule, *_defaults(sampler, steps, spacing)))
 
 
@@ -508,15 +520,16 @@ def sample(
     model_fn, shape, schedule
         As in the samplers.
     sampler
-        ``"dpmpp_2m"`` (``DEFAULT_SAMPLER``; deterministic, ``steps`` defaults to 10,
-        ``eta`` must be 0), ``"ddim"`` (``steps`` defaults to 50) or ``"ancestral"``
-        (the preprint's reference; always ``J`` steps and its own noise, ``eta`` is
-        ignored). The defaults come from ``SAMPLERS`` and ``DEFAULT_SAMPLER``.
+        ``"dpmpp_2m"`` (``DEFAULT_SAMPLER``; ``steps`` defaults to 10), ``"ddim"``
+        (``steps`` defaults to 50) or ``"ancestral"`` (the preprint's reference; always
+        ``J`` steps and its own noise, ``eta`` is ignored). The defaults come from
+        ``SAMPLERS`` and ``DEFAULT_SAMPLER``.
     steps
         Number of steps, ``None`` for the sampler's default. ``"ancestral"`` with
         ``steps != J`` raises ``ValueError``.
     eta
-        DDIM stochasticity (must be 0 for ``"dpmpp_2m"``).
+        Stochasticity of ``"ddim"`` and ``"dpmpp_2m"`` (0, the default: deterministic;
+        1: DDPM-like for ``"ddim"``, the reverse SDE for ``"dpmpp_2m"``).
     **kwargs
         ``generator``, ``noise``, ``device``, ``dtype``, ``progress`` and, for
         ``"ddim"`` / ``"dpmpp_2m"``, ``spacing``.
@@ -531,8 +544,6 @@ def sample(
         _check_fixed_steps(sampler, steps, schedule)
     else:
         kwargs["steps"] = steps
-    if spec.eta == "zero" and eta != 0:
-        raise ValueError(_deterministic_eta(sampler))
     if spec.eta == "free":
         kwargs["eta"] = eta
     return spec.fn(model_fn, shape, schedule, **kwargs)

@@ -42,7 +42,11 @@ bootstrap over the samples (``--boot`` resamples of the samples with replacement
 same resamples for every configuration): the standard deviation of each metric, of its
 ratio to the ancestral sampler and of its difference from it (both paired: computed in
 every resample), and the 2.5-97.5 percentiles of the ratio. ``--extra-seeds`` repeats
-the few-step samplers with other seeds and reports the mean and spread over seeds too.
+the few-step samplers with other noise seeds (same tiles: ``--seed`` draws them) and
+reports the mean and spread over seeds too; ``--reference-seeds`` does the same for
+ancestral-1000, the reference, and adds each configuration's mean over its seeds
+divided by the reference's (``ratio_of_seed_means``), so that the reference's own noise
+is not read as a sampler's error.
 
 Output
 ------
@@ -143,7 +147,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="sampler:steps[:spacing][:eta=X] (run in this order)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--extra-seeds", type=int, nargs="*", default=[],
-                   help="further seeds for the few-step samplers (not ancestral)")
+                   help="further noise seeds for the few-step samplers (not ancestral), same tiles")
+    p.add_argument("--reference-seeds", type=int, nargs="*", default=[],
+                   help="further noise seeds for ancestral-1000, same tiles: its seed-to-seed noise, and "
+                        "ratios of seed means (ratio_of_seed_means in --json)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--boot", type=int, default=1000)
@@ -218,12 +225,18 @@ def parse_config(text: str) -> tuple[str, str, int, str | None, float]:
     return label, sampler, steps, spacing, eta
 
 
+def _noise_seeds(args, sampler: str) -> list[int]:
+    """The noise seeds of a configuration: ``--seed``, then ``--reference-seeds`` for the
+    ancestral sampler, ``--extra-seeds`` for the others (the tiles are those of ``--seed``)."""
+    return [args.seed] + list(args.reference_seeds if sampler == "ancestral" else args.extra_seeds)
+
+
 # ---------------------------------------------------------------------- run
 def run(args, model, ctx, work: Path, mean=None) -> None:
     jobs = []
     for text in args.configs:
         label, sampler, steps, spacing, eta = parse_config(text)
-        seeds = [args.seed] + ([] if sampler == "ancestral" else list(args.extra_seeds))
+        seeds = _noise_seeds(args, sampler)
         jobs += [(label, sampler, steps, spacing, eta, s) for s in seeds]
     # every configuration at the main seed first (ancestral last), then the extra seeds
     jobs.sort(key=lambda j: (j[5] != args.seed, j[1] == "ancestral"))
@@ -283,7 +296,7 @@ def report(args, model, ctx, truth, where, work: Path, mean=None) -> dict:
     ref_label = None
     for text in args.configs:
         label, sampler, steps, spacing, eta = parse_config(text)
-        seeds = [args.seed] + ([] if sampler == "ancestral" else list(args.extra_seeds))
+        seeds = _noise_seeds(args, sampler)
         per_seed, boot_vals, seconds, nfe = [], None, [], None
         for seed in seeds:
             f = work / f"{label}_seed{seed}.npz"
@@ -333,6 +346,9 @@ def report(args, model, ctx, truth, where, work: Path, mean=None) -> dict:
             row["ratio_p97.5"] = {k: float(np.percentile(rb[k], 97.5)) for k in METRICS}
             row["diff_to_ancestral"] = {k: row["seed0"][k] - ref["seed0"][k] for k in METRICS}
             row["diff_sd"] = {k: float(np.std(row["_boot"][k] - ref["_boot"][k], ddof=1)) for k in METRICS}
+            if "seed_mean" in ref:  # --reference-seeds: the mean over seeds on both sides
+                mine = row.get("seed_mean", row["seed0"])
+                row["ratio_of_seed_means"] = {k: mine[k] / ref["seed_mean"][k] for k in METRICS}
     for row in rows.values():
         row.pop("_boot")
     # deterministic stage alone (U_det + mass conservation, no diffusion), for reference
@@ -358,12 +374,16 @@ def report(args, model, ctx, truth, where, work: Path, mean=None) -> dict:
                       "residual_factor": args.residual_factor},
         "seed": args.seed,
         "extra_seeds": list(args.extra_seeds),
+        "reference_seeds": list(args.reference_seeds),
         "noise_estimate": f"bootstrap over the {N} samples ({args.boot} resamples with replacement, "
                           "the same resamples for every configuration): standard deviation of each metric and "
                           "of its paired ratio to ancestral-1000 (ratio_sd), and 2.5-97.5 percentiles of the ratio"
                           + ("; plus mean and standard deviation over seeds "
                              f"{[args.seed] + list(args.extra_seeds)} for the few-step samplers"
-                             if args.extra_seeds else ""),
+                             if args.extra_seeds else "")
+                          + (f"; ancestral-1000 drawn with noise seeds {[args.seed] + list(args.reference_seeds)}, "
+                             "ratio_of_seed_means: a configuration's mean over its seeds over the reference's"
+                             if args.reference_seeds else ""),
         "metrics_units": "crps (xsuperres.metrics.crps of the M-member ensemble), crps_fair (fair CRPS, "
                          "spread term over distinct member pairs), pe99 in mm/h; pitd, lsd unitless; lower is better; frames of all samples pooled",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -377,9 +397,11 @@ def report(args, model, ctx, truth, where, work: Path, mean=None) -> dict:
 
 
 def table(doc: dict) -> str:
+    means = any("ratio_of_seed_means" in r for r in doc["results"].values())
     lines = ["| sampler | NFE | CRPS [mm/h] | fair CRPS [mm/h] | PITD | pe99 [mm/h] | LSD "
-             "| CRPS / ancestral | fair CRPS / ancestral | PITD / ancestral |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CRPS / ancestral | fair CRPS / ancestral | PITD / ancestral |"
+             + (" fair CRPS / ancestral, seed means | PITD / ancestral, seed means |" if means else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if means else "")]
     for label, r in sorted(doc["results"].items(), key=lambda kv: (kv[1]["sampler"] == "ancestral",
                                                                     kv[1]["sampler"], kv[1]["nfe"])):
         def pm(k):
@@ -389,8 +411,12 @@ def table(doc: dict) -> str:
             if "ratio_to_ancestral" not in r:
                 return "-"
             return f"{r['ratio_to_ancestral'][k]:.3f} ± {r['ratio_sd'][k]:.3f}"
-        lines.append(f"| {label} | {r['nfe']} | {pm('crps')} | {pm('crps_fair')} | {pm('pitd')} | {pm('pe99')} "
-                     f"| {pm('lsd')} | {ratio('crps')} | {ratio('crps_fair')} | {ratio('pitd')} |")
+        line = (f"| {label} | {r['nfe']} | {pm('crps')} | {pm('crps_fair')} | {pm('pitd')} | {pm('pe99')} "
+                f"| {pm('lsd')} | {ratio('crps')} | {ratio('crps_fair')} | {ratio('pitd')} |")
+        if means:
+            line += "".join(f" {r['ratio_of_seed_means'][k]:.3f} |" if "ratio_of_seed_means" in r else " - |"
+                            for k in ("crps_fair", "pitd"))
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -404,7 +430,9 @@ def plot(docs: list[dict], path: str) -> None:
 
     styles = {("ddim", "", 0.0): ("C0", "o", "DDIM (linear, eta 0)"),
               ("dpmpp_2m", "", 0.0): ("C1", "s", "DPM-Solver++(2M) (log-SNR)"),
-              ("ddim", "", 1.0): ("C2", "v", "DDIM (linear, eta 1)")}
+              ("ddim", "", 1.0): ("C2", "v", "DDIM (linear, eta 1)"),
+              ("ddim", "logsnr", 1.0): ("C4", "^", "DDIM (log-SNR, eta 1)"),
+              ("dpmpp_2m", "", 1.0): ("C3", "D", "DPM-Solver++(2M) SDE (log-SNR, eta 1)")}
     docs = [d for d in docs if any(r["sampler"] == "ancestral" for r in d["results"].values())]
     if not docs:
         print("no model with an ancestral-1000 run: no figure")

@@ -7,7 +7,8 @@ the run, checked through the bicubic score; ``package_model.rebuild_validation``
 scores the run's model under inference-time variants, one at a time against the default:
 
 * the sampler and its number of steps (DPM-Solver++(2M) 5 / 10 / 20, DDIM 20 with
-  ``eta`` 0 and 1, DDIM 10 with ``eta`` 1: ``eta = 1`` adds fresh noise at every step);
+  ``eta`` 0 and 1, DDIM 10 with ``eta`` 1, DPM-Solver++(2M) 10 / 20 with ``eta`` 1, its
+  SDE variant: ``eta = 1`` adds fresh noise at every step);
 * the ensemble size (3, 5, 10 members);
 * the mass-conservation settings applied to the output: the threshold ``a`` of
   ``r_a`` (x 0, 0.5, 2 of the trained value) and the exponent ``p`` of ``F(x) = x ** p``
@@ -115,6 +116,8 @@ def main(argv=None) -> int:
             ("ddim 20 steps, eta 0", model, {**default, "sampler": "ddim", "steps": 20}),
             ("ddim 10 steps, eta 1", model, {**default, "sampler": "ddim", "steps": 10, "eta": 1.0}),
             ("ddim 20 steps, eta 1", model, {**default, "sampler": "ddim", "steps": 20, "eta": 1.0}),
+            ("dpmpp_2m 10 steps, eta 1 (SDE)", model, {**default, "eta": 1.0}),
+            ("dpmpp_2m 20 steps, eta 1 (SDE)", model, {**default, "steps": 20, "eta": 1.0}),
             ("3 members", model, {**default, "n_members": 3}),
             ("10 members", model, {**default, "n_members": 10}),
         ]

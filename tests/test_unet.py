@@ -241,6 +241,24 @@ def test_pooled_context_equals_encoder_then_adaptive_pool(H, W):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+def test_cell_windows_by_hand():
+    """The 0/1 window matrices of ContextEncoder.pooled: 10 elements, 2 cells of 5, shifted
+    by -1 / 0 / +1 element, zero outside the axis (written out by hand)."""
+    from xsuperres.nn.unet import _cell_windows
+
+    m = _cell_windows(10, 2, torch.zeros(1, dtype=torch.float64))
+    assert m.shape == (10, 6) and m.dtype == torch.float64
+    cols = [[0, 1, 2, 3], [4, 5, 6, 7, 8],  # shift -1: cells 0 and 1 (element -1 is padding)
+            [0, 1, 2, 3, 4], [5, 6, 7, 8, 9],  # no shift
+            [1, 2, 3, 4, 5], [6, 7, 8, 9]]  # shift +1 (element 10 is padding)
+    want = torch.zeros(10, 6, dtype=torch.float64)
+    for j, rows in enumerate(cols):
+        want[rows, j] = 1
+    torch.testing.assert_close(m, want, rtol=0, atol=0)
+    x = torch.arange(10.0, dtype=torch.float64)
+    assert (x @ m).tolist() == [6.0, 30.0, 10.0, 35.0, 15.0, 30.0]
+
+
 def test_pooled_keys_check_the_grid():
     from xsuperres.nn.attention import CrossAttention
 

@@ -408,10 +408,12 @@ class ContextEncoder(nn.Module):
         is applied after the pooling instead of before: it is linear, so the mean over a
         cell of a 3 x 3 convolution is the convolution's weights applied to the cell sums
         of its input shifted by -1, 0 and +1 pixel (zero padding as in the convolution).
-        The full-resolution convolution of ``L`` frames and its gradient (a third of a
-        ``U_dif`` training step on a CPU) become a few strided sums and a small matrix
-        product; equal to the plain order to float rounding (tests). Otherwise the plain
-        order is used.
+        Those shifted cell sums are two small matrix products with 0/1 window matrices
+        (:func:`_cell_windows`), one per axis, whose gradients are two more. The
+        full-resolution convolution of ``L`` frames and its gradient (a third of a
+        ``U_dif`` training step on a CPU) become these products and a small
+        contraction; equal to the plain order to float rounding (tests). Otherwise the
+        plain order is used.
 
         Returns
         -------
@@ -424,29 +426,24 @@ class ContextEncoder(nn.Module):
         if H % gh or W % gw:
             enc = self.net(context.reshape(B * L, 1, H, W))
             return F.adaptive_avg_pool2d(enc, (gh, gw)).reshape(B, L, -1, gh, gw)
-        h = act(norm(conv1(context.reshape(B * L, 1, H, W))))
-        sx = _shifted_cell_sums(h, gw)  # (N, C, H, 3 [x shift], gw)
-        s = _shifted_cell_sums(sx.permute(0, 1, 3, 4, 2), gh)  # (N, C, 3x, gw, 3 [y], gh)
-        out = torch.einsum("ncjxiy,ocij->noyx", s, conv2.weight) / float((H // gh) * (W // gw))
+        h = act(norm(conv1(context.reshape(B * L, 1, H, W))))  # (N, C, H, W)
+        sums = _cell_windows(H, gh, h).t() @ (h @ _cell_windows(W, gw, h))  # (N, C, 3 gh, 3 gw)
+        sums = sums.reshape(B * L, -1, 3, gh, 3, gw)  # [n, c, y shift, cell y, x shift, cell x]
+        out = torch.einsum("ncjyix,ocji->noyx", sums, conv2.weight) / float((H // gh) * (W // gw))
         out = out + conv2.bias[None, :, None, None]
         return out.reshape(B, L, -1, gh, gw)
 
 
-def _shifted_cell_sums(h: torch.Tensor, cells: int) -> torch.Tensor:
-    """Sums of ``h`` over ``cells`` equal cells of its last axis, shifted by -1, 0 and +1.
-
-    Returns ``(..., 3, cells)``: index 0 sums each cell's window moved one element back,
-    1 the cell itself, 2 moved one element forward (the 3-tap kernel's indices). Outside
-    ``h`` counts as 0, the convolution's zero padding.
-    """
-    k = h.shape[-1] // cells
-    inner = h.reshape(*h.shape[:-1], cells, k).sum(-1)
-    first = h[..., ::k]  # first element of each cell
-    last = h[..., k - 1 :: k]  # last element of each cell
-    zero = torch.zeros_like(first[..., :1])
-    before = torch.cat([zero, last[..., :-1]], dim=-1)  # the element before each cell
-    after = torch.cat([first[..., 1:], zero], dim=-1)  # the element after each cell
-    return torch.stack([inner - last + before, inner, inner - first + after], dim=-2)
+def _cell_windows(n: int, cells: int, like: torch.Tensor) -> torch.Tensor:
+    """``(n, 3 cells)`` 0/1 matrix: column ``s cells + c`` marks cell ``c`` of ``cells`` equal
+    cells of an axis of length ``n``, shifted by ``s - 1`` elements (``s = 0, 1, 2``: the
+    3-tap kernel's indices). Outside the axis counts as 0, the convolution's zero padding.
+    ``x @ _cell_windows(...)`` gives the shifted cell sums of ``x``'s last axis."""
+    k = n // cells
+    pos = torch.arange(n, device=like.device)[:, None, None]  # (n, 1, 1)
+    shift = torch.arange(3, device=like.device)[:, None] - 1  # (3, 1)
+    start = torch.arange(cells, device=like.device) * k + shift  # (3, cells): first element
+    return ((pos >= start) & (pos < start + k)).reshape(n, 3 * cells).to(like.dtype)
 
 
 @dataclass(frozen=True)

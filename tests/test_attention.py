@@ -159,6 +159,43 @@ def test_neighborhood_optimised_equals_plain(radius, rel_pos_bias, monkeypatch):
         assert pa.grad is not None, name
 
 
+@pytest.mark.parametrize("radius,H,W", [(3, 5, 5), (3, 10, 10), (1, 4, 7), (2, 3, 9)])
+@pytest.mark.parametrize("rel_pos_bias", [True, False])
+def test_neighborhood_dense_path_equals_kernels_and_plain(radius, H, W, rel_pos_bias, monkeypatch):
+    """Small maps (<= DENSE_MAX_PIXELS) take the dense path (every pixel pair scored, -inf
+    outside the neighbourhood): equal in float64 to the kernels' path and to the plain
+    implementation, in values and in the gradients of the input and of every parameter
+    (the relative-position bias included), borders included."""
+    from xsuperres.nn import attention
+
+    assert H * W <= attention.DENSE_MAX_PIXELS  # these shapes take the dense path by default
+    torch.manual_seed(radius + H)
+    blk = _randomise(NeighborhoodAttention(16, radius, heads=4, rel_pos_bias=rel_pos_bias)).double()
+    if rel_pos_bias:
+        with torch.no_grad():
+            blk.rel_bias.normal_()
+    x = torch.randn(3, 16, H, W, dtype=torch.float64)
+    weights = torch.randn(3, 16, H, W, dtype=torch.float64)  # a loss weighting every output
+
+    def run(forward):
+        xg = x.clone().requires_grad_(True)
+        y = forward(xg)
+        grads = torch.autograd.grad((y * weights).sum(), [xg, *blk.parameters()])
+        return y.detach(), grads
+
+    dense = run(blk)
+    monkeypatch.setattr(attention, "DENSE_MAX_PIXELS", 0)
+    kernels = run(blk)
+    plain = run(blk.forward_reference)
+    for other in (kernels, plain):
+        torch.testing.assert_close(dense[0], other[0], rtol=0, atol=1e-12)
+        for a, b in zip(dense[1], other[1]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # the inference path too
+        monkeypatch.setattr(attention, "DENSE_MAX_PIXELS", 10**9)
+        torch.testing.assert_close(blk(x), plain[0], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("radius", [1, 2])
 def test_neighborhood_function_gradcheck(radius):
     """The hand-written backward pass against finite differences (float64), with the

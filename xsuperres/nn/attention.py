@@ -22,7 +22,9 @@ Blocks
     ``(2n+1)^2`` shifted slices of the padded keys/values (the same neighbourhoods as
     ``F.unfold``, without materialising the ``(2n+1)^2`` copies): memory
     ``O(H W C + H W (2n+1)^2 heads)``; on a CPU by the kernels of
-    :mod:`xsuperres.nn.neighborhood` (with their own backward pass); on CUDA, once
+    :mod:`xsuperres.nn.neighborhood` (with their own backward pass), or for maps of at
+    most :data:`DENSE_MAX_PIXELS` pixels as dense attention with the scores outside the
+    neighbourhood at ``-inf``; on CUDA, once
     :func:`set_gpu_kernel` chooses ``"triton"``, by the fused kernels of
     :mod:`xsuperres.nn.neighborhood_fused`. A learned
     relative-position bias per head and offset is added to the scores.
@@ -225,6 +227,10 @@ class ChannelLayerNorm(nn.Module):
 #: 8 tiles of 16 x 40 x 40 and 15 of 32 x 20 x 20; see NeighborhoodAttention.forward)
 CPU_CHUNK_ELEMENTS = 200_000
 
+#: Maps of at most this many pixels take :meth:`NeighborhoodAttention._attend_dense` on a
+#: CPU (dense attention with the scores outside the neighbourhood at ``-inf``).
+DENSE_MAX_PIXELS = 100
+
 
 def _check_heads(channels: int, heads: int) -> int:
     if heads < 1 or channels % heads:
@@ -336,6 +342,37 @@ class NeighborhoodAttention(nn.Module):
             return mask[None, None].expand(1, self.heads, K * K, H, W)
         return self.rel_bias.to(like.dtype)[None, :, :, None, None] + mask[None, None]
 
+    def _dense_bias(self, H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+        """Score bias ``(heads, H W, H W)`` of all pixel pairs: the relative-position bias
+        where the key lies in the query's neighbourhood, ``-inf`` elsewhere."""
+        n = self.radius
+        K = 2 * n + 1
+        yy, xx = torch.meshgrid(torch.arange(H, device=like.device), torch.arange(W, device=like.device),
+                                indexing="ij")
+        dy = yy.reshape(1, -1) - yy.reshape(-1, 1) + n  # [query, key]: the key's row offset + n
+        dx = xx.reshape(1, -1) - xx.reshape(-1, 1) + n
+        near = (dy >= 0) & (dy < K) & (dx >= 0) & (dx < K)
+        mask = torch.zeros(near.shape, device=like.device, dtype=like.dtype).masked_fill_(~near, float("-inf"))
+        if self.rel_bias is None:
+            return mask.expand(self.heads, -1, -1)
+        offset = (dy.clamp(0, K - 1) * K + dx.clamp(0, K - 1)).reshape(-1)  # row-major, as rel_bias
+        return self.rel_bias.to(like.dtype)[:, offset].reshape(self.heads, H * W, H * W) + mask
+
+    def _attend_dense(self, qkv: torch.Tensor) -> torch.Tensor:
+        """:meth:`_attend` for a small map, as dense attention of every pixel to every
+        pixel with the scores outside the neighbourhood at ``-inf``:
+        ``qkv (N, 3C, H, W) -> (N, C, H, W)``.
+
+        For maps of up to :data:`DENSE_MAX_PIXELS` pixels the ``(H W)^2`` scores are
+        fewer operations than the ``(2n+1)^2`` passes of the kernels, each of which costs
+        more in overhead than in arithmetic there; autograd gives the backward pass."""
+        N, C3, H, W = qkv.shape
+        nh, d = self.heads, self.head_dim
+        q, k, v = (t.reshape(N, nh, d, H * W).transpose(2, 3) for t in qkv.chunk(3, dim=1))
+        scores = (q * d**-0.5) @ k.transpose(2, 3) + self._dense_bias(H, W, qkv)  # (N, heads, HW, HW)
+        out = scores.softmax(dim=-1) @ v  # (N, heads, HW, d)
+        return out.transpose(2, 3).reshape(N, C3 // 3, H, W)
+
     def _attend(self, qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The attention of a few samples: ``qkv (n, 3C, H, W) -> (n, C, H, W)``.
 
@@ -359,7 +396,8 @@ class NeighborhoodAttention(nn.Module):
         """Attend within each pixel's neighbourhood.
 
         On a CPU this runs the kernels of :mod:`xsuperres.nn.neighborhood` (and their
-        backward pass under autograd), with the samples in groups of about
+        backward pass under autograd), or :meth:`_attend_dense` for maps of at most
+        :data:`DENSE_MAX_PIXELS` pixels, with the samples in groups of about
         :data:`CPU_CHUNK_ELEMENTS` feature values so that the ``(2n+1)^2`` passes over the
         shifted keys and values stay in the processor's cache; the result does not depend
         on the grouping (every sample is computed alone) and equals
@@ -386,6 +424,8 @@ class NeighborhoodAttention(nn.Module):
             return self.forward_fused(x) if _fused_applies(x.device.type) else self.forward_reference(x)
         N, C, H, W = x.shape
         qkv = self.qkv(self.norm(x))
+        if H * W <= DENSE_MAX_PIXELS:
+            return x + self.proj(self._attend_dense(qkv))
         bias = self._bias(H, W, qkv)
         step = max(1, CPU_CHUNK_ELEMENTS // max(1, C * H * W))
         if step >= N:

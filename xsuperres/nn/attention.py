@@ -352,7 +352,8 @@ class NeighborhoodAttention(nn.Module):
         dy = yy.reshape(1, -1) - yy.reshape(-1, 1) + n  # [query, key]: the key's row offset + n
         dx = xx.reshape(1, -1) - xx.reshape(-1, 1) + n
         near = (dy >= 0) & (dy < K) & (dx >= 0) & (dx < K)
-        mask = torch.zeros(near.shape, device=like.device, dtype=like.dtype).masked_fill_(~near, float("-inf"))
+        mask = torch.zeros(near.shape, device=like.device, dtype=like.dtype)
+        mask.masked_fill_(~near, float("-inf"))
         if self.rel_bias is None:
             return mask.expand(self.heads, -1, -1)
         offset = (dy.clamp(0, K - 1) * K + dx.clamp(0, K - 1)).reshape(-1)  # row-major, as rel_bias
@@ -395,16 +396,17 @@ class NeighborhoodAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Attend within each pixel's neighbourhood.
 
-        On a CPU this runs the kernels of :mod:`xsuperres.nn.neighborhood` (and their
-        backward pass under autograd), or :meth:`_attend_dense` for maps of at most
-        :data:`DENSE_MAX_PIXELS` pixels, with the samples in groups of about
-        :data:`CPU_CHUNK_ELEMENTS` feature values so that the ``(2n+1)^2`` passes over the
-        shifted keys and values stay in the processor's cache; the result does not depend
-        on the grouping (every sample is computed alone) and equals
-        :meth:`forward_reference` up to float rounding. On other devices (GPUs), where the
-        kernels' many small operations would each be a kernel launch, and under
-        ``torch.compile`` (whose tracer cannot follow the kernels' ``out=`` writes into
-        strided views, and fuses the plain version's operations itself), it is
+        On a CPU this runs :meth:`_attend_dense` on the whole batch for maps of at most
+        :data:`DENSE_MAX_PIXELS` pixels, and otherwise the kernels of
+        :mod:`xsuperres.nn.neighborhood` (and their backward pass under autograd), with
+        the samples in groups of about :data:`CPU_CHUNK_ELEMENTS` feature values so that
+        the ``(2n+1)^2`` passes over the shifted keys and values stay in the processor's
+        cache; the result does not depend on the grouping (every sample is computed
+        alone). Both equal :meth:`forward_reference` up to float rounding. On other
+        devices (GPUs), where the kernels' many small operations would each be a kernel
+        launch, and under ``torch.compile`` (whose tracer cannot follow the kernels'
+        ``out=`` writes into strided views, and fuses the plain version's operations
+        itself), it is
         :meth:`forward_reference`, or :meth:`forward_fused` on a CUDA device once
         :func:`set_gpu_kernel` has chosen ``"triton"``.
 

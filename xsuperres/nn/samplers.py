@@ -379,14 +379,11 @@ def dpmpp_2m_sample(
             else:
                 q = h_prev / h
                 d = (1.0 + 0.5 / q) * r0_hat - (0.5 / q) * prev_r0
-            if eta == 0:
-                r = math.sqrt((1.0 - ab_next) / (1.0 - ab)) * r + math.sqrt(ab_next) * (
-                    -math.expm1(-h)
-                ) * d
-            else:
-                r = (math.sqrt((1.0 - ab_next) / (1.0 - ab)) * math.exp(-eta * h) * r
-                     + math.sqrt(ab_next) * (-math.expm1(-(1.0 + eta) * h)) * d
-                     + math.sqrt((1.0 - ab_next) * -math.expm1(-2.0 * eta * h)) * draw(i))
+            # with eta = 0 the factors are exactly those of the deterministic solver
+            r = (math.sqrt((1.0 - ab_next) / (1.0 - ab)) * math.exp(-eta * h) * r
+                 + math.sqrt(ab_next) * (-math.expm1(-(1.0 + eta) * h)) * d)
+            if eta > 0:
+                r = r + math.sqrt((1.0 - ab_next) * -math.expm1(-2.0 * eta * h)) * draw(i)
             prev_r0, h_prev = r0_hat, h
         if progress is not None:
             progress(i, n)
